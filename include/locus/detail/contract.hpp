@@ -1,0 +1,147 @@
+// Compile-time enforcement of the type contract, with diagnostics written for people.
+//
+// A misuse must produce one readable first line that names what is wrong and how to fix
+// it. static_assert messages must be string literals, so the device names are spelled
+// into the literals: each (left, right) pair of the devices a program can realistically
+// name (the host and GPUs 0..3) gets its own specialisation with its own sentence. Pairs
+// beyond that fall back to a sentence that points at the instantiation note, which names
+// the exact types.
+#pragma once
+
+#include <type_traits>
+
+#include "../device.hpp"
+
+namespace locus::detail {
+
+template <class...>
+inline constexpr bool dependent_false = false;
+
+// ---- one device per expression ---------------------------------------------------------
+
+template <class Left, class Right, class Context = void>
+struct device_mismatch {
+  static_assert(dependent_false<Left, Right, Context>,
+                "locus: the operands live on different devices (named in the 'required from' "
+                "note); copy one of them explicitly with locus::to<Dev>(x)");
+};
+
+#define LOCUS_DEVICE_MISMATCH_(L, R, LS, RS)                                            \
+  template <class Context>                                                               \
+  struct device_mismatch<L, R, Context> {                                                \
+    static_assert(dependent_false<Context>,                                              \
+                  "locus: operands live on different devices, " LS " and " RS            \
+                  "; copy one explicitly, e.g. locus::to<locus::" LS ">(x)");            \
+  };
+#define LOCUS_CPU_ "Device<CPU>"
+#define LOCUS_GPU_(N) "Device<GPU, " #N ">"
+#define LOCUS_CPU_GPU_PAIR_(N)                                                           \
+  LOCUS_DEVICE_MISMATCH_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N)) \
+  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_)
+#define LOCUS_GPU_PAIR_(A, B) \
+  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), LOCUS_GPU_(B))
+#define LOCUS_COMMA_ ,
+
+LOCUS_CPU_GPU_PAIR_(0)
+LOCUS_CPU_GPU_PAIR_(1)
+LOCUS_CPU_GPU_PAIR_(2)
+LOCUS_CPU_GPU_PAIR_(3)
+LOCUS_GPU_PAIR_(0, 1)
+LOCUS_GPU_PAIR_(0, 2)
+LOCUS_GPU_PAIR_(0, 3)
+LOCUS_GPU_PAIR_(1, 0)
+LOCUS_GPU_PAIR_(1, 2)
+LOCUS_GPU_PAIR_(1, 3)
+LOCUS_GPU_PAIR_(2, 0)
+LOCUS_GPU_PAIR_(2, 1)
+LOCUS_GPU_PAIR_(2, 3)
+LOCUS_GPU_PAIR_(3, 0)
+LOCUS_GPU_PAIR_(3, 1)
+LOCUS_GPU_PAIR_(3, 2)
+
+#undef LOCUS_GPU_PAIR_
+#undef LOCUS_CPU_GPU_PAIR_
+#undef LOCUS_DEVICE_MISMATCH_
+
+/// Instantiating this with two different devices stops compilation with the sentence
+/// above; with equal devices it is an empty type.
+template <class Left, class Right, class Context = void>
+struct require_same_device : device_mismatch<Left, Right, Context> {};
+template <class D, class Context>
+struct require_same_device<D, D, Context> {};
+
+/// Folds the devices of two operands into the device of the result (as xtensor folds
+/// expression tags). Mismatch is reported by require_same_device, not by a missing type.
+template <class Left, class Right>
+struct common_device {
+  using type = Left;
+};
+template <class Left, class Right>
+using common_device_t = typename common_device<Left, Right>::type;
+
+// ---- no host access to device data -----------------------------------------------------
+
+template <class Dev, class Context = void>
+struct host_access_denied {
+  static_assert(dependent_false<Dev, Context>,
+                "locus: a tensor on an OpenCL device has no host access (element access, "
+                "data(), iterators, stream output); copy it first: "
+                "auto h = locus::to<locus::Device<locus::CPU>>(t);");
+};
+template <class Context>
+struct host_access_denied<Device<CPU>, Context> {};
+
+#define LOCUS_HOST_ACCESS_(N)                                                               \
+  template <class Context>                                                                 \
+  struct host_access_denied<Device<GPU, N>, Context> {                                     \
+    static_assert(dependent_false<Context>,                                                \
+                  "locus: a tensor on Device<GPU, " #N "> has no host access (element access, " \
+                  "data(), iterators, stream output); copy it first: auto h = "              \
+                  "locus::to<locus::Device<locus::CPU>>(t);");                              \
+  };
+LOCUS_HOST_ACCESS_(0)
+LOCUS_HOST_ACCESS_(1)
+LOCUS_HOST_ACCESS_(2)
+LOCUS_HOST_ACCESS_(3)
+#undef LOCUS_HOST_ACCESS_
+
+// ---- no implicit construction or assignment across devices -----------------------------
+
+template <class Dst, class Src, class Context = void>
+struct cross_device_conversion {
+  static_assert(dependent_false<Dst, Src, Context>,
+                "locus: a tensor cannot be converted implicitly to another device (devices "
+                "named in the 'required from' note); copy it explicitly with "
+                "locus::to<Dev>(x)");
+};
+
+#define LOCUS_CONVERSION_(D, S, DS, SS)                                                   \
+  template <class Context>                                                                \
+  struct cross_device_conversion<D, S, Context> {                                         \
+    static_assert(dependent_false<Context>,                                               \
+                  "locus: a tensor on " SS " cannot become a tensor on " DS                 \
+                  " implicitly; copy it explicitly: locus::to<locus::" DS ">(x)");          \
+  };
+#define LOCUS_CONVERSION_CPU_GPU_(N)                                                           \
+  LOCUS_CONVERSION_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N)) \
+  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_)
+#define LOCUS_CONVERSION_GPU_(A, B) \
+  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), LOCUS_GPU_(B))
+LOCUS_CONVERSION_CPU_GPU_(0)
+LOCUS_CONVERSION_CPU_GPU_(1)
+LOCUS_CONVERSION_CPU_GPU_(2)
+LOCUS_CONVERSION_CPU_GPU_(3)
+LOCUS_CONVERSION_GPU_(0, 1)
+LOCUS_CONVERSION_GPU_(1, 0)
+LOCUS_CONVERSION_GPU_(0, 2)
+LOCUS_CONVERSION_GPU_(2, 0)
+LOCUS_CONVERSION_GPU_(1, 2)
+LOCUS_CONVERSION_GPU_(2, 1)
+#undef LOCUS_CONVERSION_GPU_
+#undef LOCUS_CONVERSION_CPU_GPU_
+#undef LOCUS_CONVERSION_
+#undef LOCUS_CPU_
+#undef LOCUS_GPU_
+#undef LOCUS_COMMA_
+
+}  // namespace locus::detail

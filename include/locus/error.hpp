@@ -1,0 +1,103 @@
+// The exception hierarchy. Every failure locus reports at run time is one of these, so a
+// caller can catch exactly the class of problem it can handle (a bad shape, a missing
+// device, a corrupt file) and nothing is ever reported as a bare std::runtime_error.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace locus {
+
+/// Base of every locus exception.
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Operands or arguments whose shapes do not fit the operation.
+class shape_error : public error {
+ public:
+  using error::error;
+};
+
+/// An axis outside [-rank, rank).
+class axis_error : public shape_error {
+ public:
+  using shape_error::shape_error;
+};
+
+/// A bad argument value that is not a shape (negative batch size, unknown option...).
+class argument_error : public error {
+ public:
+  using error::error;
+};
+
+/// A device could not be used. Never followed by a silent fallback to another device.
+class device_error : public error {
+ public:
+  using error::error;
+};
+
+/// The OpenCL ICD loader found no platform at all (error -1001).
+class no_platform_error : public device_error {
+ public:
+  using device_error::device_error;
+};
+
+/// Platforms exist, but not the requested device index.
+class no_device_error : public device_error {
+ public:
+  using device_error::device_error;
+};
+
+/// The requested OpenCL device is a CPU device and the user did not opt in.
+class not_a_gpu_error : public device_error {
+ public:
+  using device_error::device_error;
+};
+
+/// An OpenCL program failed to build; what() carries the build log, kernel, device,
+/// driver and options.
+class kernel_build_error : public device_error {
+ public:
+  using device_error::device_error;
+};
+
+/// A device or host allocation failed. The device stays usable.
+class out_of_memory_error : public device_error {
+ public:
+  out_of_memory_error(const std::string& what, std::size_t requested, std::size_t available)
+      : device_error(what), requested_(requested), available_(available) {}
+  std::size_t requested() const noexcept { return requested_; }
+  std::size_t available() const noexcept { return available_; }
+
+ private:
+  std::size_t requested_;
+  std::size_t available_;
+};
+
+/// Any other OpenCL error; what() names the call and the error code.
+class opencl_error : public device_error {
+ public:
+  opencl_error(const std::string& what, int code) : device_error(what), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+/// Reading or writing a file failed (missing, unreadable, not writable).
+class io_error : public error {
+ public:
+  using error::error;
+};
+
+/// A file was read but its content is not what it claims to be (bad magic, truncated,
+/// corrupt, does not match the model it is loaded into).
+class format_error : public io_error {
+ public:
+  using io_error::io_error;
+};
+
+}  // namespace locus
