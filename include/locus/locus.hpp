@@ -19,3 +19,12 @@
 #include "backend/opencl/backend.hpp"
 #include "opencl.hpp"
 #endif
+#include "backend/cpu/nn.hpp"
+#if __has_include("backend/opencl/nn.hpp")
+#include "backend/opencl/nn.hpp"
+#endif
+
+// Models and data.
+#include "nn.hpp"
+#include "data/fashion_mnist.hpp"
+#include "data/idx.hpp"

@@ -1,6 +1,7 @@
 // Matrix products and transposes.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -16,6 +17,48 @@ struct matmul_options {
   bool transpose_b = false;
 };
 
+namespace detail {
+
+/// C = op(A) op(B) for contiguous row-major storage: A is stored as `batch_a` matrices of
+/// ar x ac, B as `batch_b` matrices of br x bc (a batch count of 1 shares the operand).
+/// Shapes of the tensors are not consulted, so a [KH, KW, C, F] convolution kernel can
+/// enter as the [KH*KW*C, F] matrix it is in memory.
+template <class T, class D>
+void gemm_into(const Tensor<T, D>& a, std::size_t batch_a, std::size_t ar, std::size_t ac,
+               const Tensor<T, D>& b, std::size_t batch_b, std::size_t br, std::size_t bc,
+               matmul_options o, Tensor<T, D>& c, T alpha = T(1), T beta = T(0)) {
+  using B = backend_t<D>;
+  const std::size_t m = o.transpose_a ? ac : ar, k = o.transpose_a ? ar : ac;
+  const std::size_t n = o.transpose_b ? br : bc;
+  const std::size_t batch = std::max(batch_a, batch_b);
+  if (batch * m * n == 0) return;
+  if (k == 0) {
+    if (beta == T(0)) B::fill(c.storage(), T(0));
+    return;
+  }
+  gemm_args<typename B::template buffer<T>, T> g{};
+  g.batch = batch;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.trans_a = o.transpose_a;
+  g.trans_b = o.transpose_b;
+  g.alpha = alpha;
+  g.a = &a.storage();
+  g.lda = ac;
+  g.stride_a = batch_a > 1 ? ar * ac : 0;
+  g.b = &b.storage();
+  g.ldb = bc;
+  g.stride_b = batch_b > 1 ? br * bc : 0;
+  g.beta = beta;
+  g.c = &c.storage();
+  g.ldc = n;
+  g.stride_c = m * n;
+  B::gemm(g);
+}
+
+}  // namespace detail
+
 /// Row-major matrix product. 2-D x 2-D gives [m, n]; with a leading batch axis on either
 /// or both operands ([B, m, k] x [B, k, n], [B, m, k] x [k, n], [m, k] x [B, k, n]) the
 /// product is batched and a 2-D operand is shared by every batch entry.
@@ -23,7 +66,6 @@ template <class T, class DA, class DB>
 Tensor<T, DA> matmul(const Tensor<T, DA>& a, const Tensor<T, DB>& b, matmul_options o = {}) {
   (void)sizeof(detail::require_same_device<DA, DB>);
   if constexpr (std::is_same_v<DA, DB>) {
-    using B = backend_t<DA>;
     auto bad = [&](const std::string& why) {
       return shape_error("locus::matmul: " + why + " (a: " + to_string(a.shape()) +
                          (o.transpose_a ? " transposed" : "") + ", b: " + to_string(b.shape()) +
@@ -44,30 +86,7 @@ Tensor<T, DA> matmul(const Tensor<T, DA>& a, const Tensor<T, DB>& b, matmul_opti
     }
     const std::size_t batch = std::max(ba, bb);
     Tensor<T, DA> c(uninitialized, ra == 3 || rb == 3 ? Shape{batch, m, n} : Shape{m, n});
-    if (c.size() == 0) return c;
-    if (k == 0) {
-      B::fill(c.storage(), T(0));
-      return c;
-    }
-    gemm_args<typename B::template buffer<T>, T> g{};
-    g.batch = batch;
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.trans_a = o.transpose_a;
-    g.trans_b = o.transpose_b;
-    g.alpha = T(1);
-    g.a = &a.storage();
-    g.lda = ac;
-    g.stride_a = ra == 3 ? ar * ac : 0;
-    g.b = &b.storage();
-    g.ldb = bc;
-    g.stride_b = rb == 3 ? br * bc : 0;
-    g.beta = T(0);
-    g.c = &c.storage();
-    g.ldc = n;
-    g.stride_c = m * n;
-    B::gemm(g);
+    detail::gemm_into(a, ba, ar, ac, b, bb, br, bc, o, c);
     return c;
   } else {
     return Tensor<T, DA>();

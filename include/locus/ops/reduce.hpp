@@ -57,6 +57,15 @@ auto reduce_impl(reduce_op op, const E& x, std::ptrdiff_t axis, bool keepdims, b
   return out;
 }
 
+/// Column sums of contiguous storage viewed as [rows, cols] (whatever the tensor's shape):
+/// the bias gradient of Dense and Conv2D without a reshape copy.
+template <class T, class D>
+Tensor<T, D> sum_rows(const Tensor<T, D>& t, std::size_t rows, std::size_t cols) {
+  Tensor<T, D> out(uninitialized, Shape{cols});
+  backend_t<D>::reduce(reduce_op::sum, t.storage(), 1, rows, cols, out.storage());
+  return out;
+}
+
 }  // namespace detail
 
 #define LOCUS_REDUCTION_(NAME, OP)                                                    \
