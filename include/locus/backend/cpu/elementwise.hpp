@@ -16,7 +16,7 @@
 #include <type_traits>
 #include <utility>
 
-#include <xsimd/xsimd.hpp>
+#include "simd.hpp"
 
 #include "../../expr.hpp"
 #include "../../shape.hpp"
@@ -140,9 +140,17 @@ struct simd_ok : std::true_type {};
 template <class Op, class... Args>
 struct simd_ok<Expr<Op, Args...>> {
   using T = typename Expr<Op, Args...>::value_type;
-  // xsimd has no vector integer division; every type in a tree must have one lane count.
+  // Integer trees stay scalar for division (xsimd has no vector integer division) and for
+  // masks: xsimd 8.1's integer select on AVX-512BW instantiates byte-blend intrinsics
+  // that do not compile without optimisation. Every type in a tree must also share one
+  // lane count.
+  static constexpr bool integer_mask =
+      std::is_integral_v<T> &&
+      (std::is_same_v<Op, op::div> || std::is_same_v<Op, op::greater> || std::is_same_v<Op, op::less> ||
+       std::is_same_v<Op, op::greater_equal> || std::is_same_v<Op, op::less_equal> ||
+       std::is_same_v<Op, op::equal> || std::is_same_v<Op, op::where>);
   static constexpr bool value =
-      !(std::is_same_v<Op, op::div> && std::is_integral_v<T>) &&
+      !integer_mask &&
       ((sizeof(typename Args::value_type) == sizeof(T)) && ...) && (simd_ok<Args>::value && ...);
 };
 
@@ -163,7 +171,7 @@ struct args_of<Expr<Op, Args...>> {
 };
 
 template <bool Simd, class T>
-using lane_t = std::conditional_t<Simd, xsimd::batch<T>, T>;
+using lane_t = std::conditional_t<Simd, simd<T>, T>;
 
 template <bool Simd, bool AllContiguous, std::size_t L, class E>
 auto load(const E& e, const leaf_cursor* cur, std::size_t j) {
@@ -180,8 +188,8 @@ auto load(const E& e, const leaf_cursor* cur, std::size_t j) {
   } else {
     const T* p = static_cast<const T*>(cur[L].ptr);
     if constexpr (Simd) {
-      if (AllContiguous || cur[L].contiguous) return xsimd::batch<T>::load_unaligned(p + j);
-      return xsimd::batch<T>(p[0]);
+      if (AllContiguous || cur[L].contiguous) return simd<T>::load_unaligned(p + j);
+      return simd<T>(p[0]);
     } else {
       return (AllContiguous || cur[L].contiguous) ? p[j] : p[0];
     }
@@ -193,7 +201,7 @@ template <bool AllContiguous, class T, class E>
 void eval_run(const E& e, const leaf_cursor* cur, T* out, std::size_t len) {
   std::size_t j = 0;
   if constexpr (simd_ok<E>::value) {
-    constexpr std::size_t W = xsimd::batch<T>::size;
+    constexpr std::size_t W = simd<T>::size;
     for (; j + W <= len; j += W) load<true, AllContiguous, 0>(e, cur, j).store_unaligned(out + j);
   }
   for (; j < len; ++j) out[j] = load<false, AllContiguous, 0>(e, cur, j);

@@ -10,9 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include "simd.hpp"
 
 #include "../backend.hpp"
 #include "thread_pool.hpp"
@@ -61,7 +62,7 @@ V combine(reduce_op op, const V& a, const V& b) {
 // ~n*eps/lanes, well inside the tolerances the tests use against a float64 reference.
 template <class T>
 T reduce_contiguous(reduce_op op, const T* p, std::size_t n) {
-  using B = xsimd::batch<T>;
+  using B = simd<T>;
   constexpr std::size_t W = B::size;
   std::size_t j = 0;
   T acc = identity<T>(op);
@@ -90,18 +91,26 @@ void reduce_axis(reduce_op op, const T* src, std::size_t outer, std::size_t len,
   const reduce_op base = op == reduce_op::mean ? reduce_op::sum : op;
   const T scale = op == reduce_op::mean && len ? T(1) / static_cast<T>(len) : T(1);
   const bool mean = op == reduce_op::mean;
+  // The mean of integers divides (truncating, as the OpenCL backend does): 1/len is 0.
+  auto finish = [&](T r) {
+    if constexpr (std::is_integral_v<T>) {
+      return len ? static_cast<T>(r / static_cast<T>(len)) : r;
+    } else {
+      return static_cast<T>(r * scale);
+    }
+  };
   if (inner == 1) {
     parallel_for(outer, std::max<std::size_t>(1, (1 << 15) / std::max<std::size_t>(len, 1)),
                  [&](std::size_t o0, std::size_t o1) {
                    for (std::size_t o = o0; o < o1; ++o) {
                      const T r = detail::reduce_contiguous(base, src + o * len, len);
-                     dst[o] = mean ? static_cast<T>(r * scale) : r;
+                     dst[o] = mean ? finish(r) : r;
                    }
                  });
     return;
   }
   // Split over columns of `inner` so a single outer row still uses every core.
-  using B = xsimd::batch<T>;
+  using B = simd<T>;
   constexpr std::size_t W = B::size;
   const std::size_t chunks = outer * ((inner + 255) / 256);
   const std::size_t per_outer = (inner + 255) / 256;
@@ -124,7 +133,7 @@ void reduce_axis(reduce_op op, const T* src, std::size_t outer, std::size_t len,
                      for (; i < i1; ++i) out[i] = detail::combine(base, out[i], row[i]);
                    }
                    if (mean) {
-                     for (std::size_t i = i0; i < i1; ++i) out[i] = static_cast<T>(out[i] * scale);
+                     for (std::size_t i = i0; i < i1; ++i) out[i] = finish(out[i]);
                    }
                  }
                });
