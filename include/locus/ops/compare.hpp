@@ -28,7 +28,10 @@ bool allclose(const Tensor<T, DA>& a, const Tensor<T, DB>& b, double rtol = 1e-5
         ib += k * sb[d];
       }
       const double x = static_cast<double>(a.data()[ia]), y = static_cast<double>(b.data()[ib]);
-      if (!(std::abs(x - y) <= atol + rtol * std::abs(y))) return false;
+      // As in NumPy, an infinity is close only to the same infinity (the formula alone
+      // would call inf close to -inf, and inf - inf is NaN).
+      const bool finite = std::isfinite(x) && std::isfinite(y);
+      if (!(x == y || (finite && std::abs(x - y) <= atol + rtol * std::abs(y)))) return false;
     }
     return true;
   } else {

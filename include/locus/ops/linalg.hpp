@@ -30,7 +30,8 @@ void gemm_into(const Tensor<T, D>& a, std::size_t batch_a, std::size_t ar, std::
   using B = backend_t<D>;
   const std::size_t m = o.transpose_a ? ac : ar, k = o.transpose_a ? ar : ac;
   const std::size_t n = o.transpose_b ? br : bc;
-  const std::size_t batch = std::max(batch_a, batch_b);
+  // A batch count of 0 on either side means no products (not one shared product).
+  const std::size_t batch = batch_a && batch_b ? std::max(batch_a, batch_b) : 0;
   if (batch * m * n == 0) return;
   if (k == 0) {
     if (beta == T(0)) B::fill(c.storage(), T(0));
@@ -84,7 +85,9 @@ Tensor<T, DA> matmul(const Tensor<T, DA>& a, const Tensor<T, DB>& b, matmul_opti
     if (ra == 3 && rb == 3 && ba != bb) {
       throw bad("batch sizes differ, " + std::to_string(ba) + " vs " + std::to_string(bb));
     }
-    const std::size_t batch = std::max(ba, bb);
+    // An empty batch (extent 0) stays empty: max(ba, bb) would turn [0, m, k] x [k, n] into
+    // one product that reads the missing operand.
+    const std::size_t batch = ra == 3 ? ba : bb;
     Tensor<T, DA> c(uninitialized, ra == 3 || rb == 3 ? Shape{batch, m, n} : Shape{m, n});
     detail::gemm_into(a, ba, ar, ac, b, bb, br, bc, o, c);
     return c;
