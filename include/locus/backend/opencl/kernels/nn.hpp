@@ -1,0 +1,250 @@
+// The neural-network kernels: im2col, col2im, 2-D pooling (forward and backward),
+// gather_rows and one_hot, in OpenCL C 1.2, one work-item per output element.
+//
+// Every kernel writes each output element from exactly one work-item and reads only, so
+// no kernel needs atomics (OpenCL 1.2 has none for floating point) and results do not
+// depend on scheduling:
+//  * col2im is the gather form of the adjoint of im2col: a dx element sums the (at most
+//    KH*KW) column entries that read it, found by inverting oh*sh + kh - pad = h.
+//  * pooling backward likewise gathers, for each dx element, the windows that contain it
+//    (max: those whose argmax is this element's flat index), so overlapping windows
+//    (stride < window) are handled like any other.
+// Index arithmetic runs in IDX: uint when every buffer of the call has fewer than 2^32
+// elements (64-bit division is several times slower on most GPUs), ulong otherwise.
+// Spatial coordinates are int, because padding makes them negative.
+#pragma once
+
+#include <string>
+
+#include "../program_cache.hpp"
+#include "common.hpp"
+
+namespace locus::backend::opencl::kernels {
+
+inline const char* nn_source() {
+  return R"CLC(
+// [begin, end) of the input positions of window o, clipped to [0, in).
+inline void locus_window(uint o, uint s, uint pad, uint k, uint in, uint* b, uint* e) {
+  const int start = (int)(o * s) - (int)pad;
+  *b = (uint)max(start, 0);
+  *e = (uint)clamp(start + (int)k, 0, (int)in);
+  if (*b > *e) *b = *e;
+}
+
+// [lo, hi) of the windows (outputs) along one axis that contain input position i.
+inline void locus_covering(uint i, uint s, uint pad, uint k, uint out, uint* lo, uint* hi) {
+  const uint p = i + pad;
+  *lo = p >= k ? (p - k) / s + 1 : 0;
+  *hi = min(out, p / s + 1);
+}
+
+__kernel void locus_im2col(__global const T* x, __global T* cols, IDX total, uint H, uint W,
+                           uint C, uint KH, uint KW, uint SH, uint SW, uint PT, uint PL, uint OH,
+                           uint OW) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const IDX K = (IDX)KH * KW * C;
+  const IDX row = i / K;
+  const uint k = (uint)(i - row * K);
+  const uint c = k % C, kw = (k / C) % KW, kh = k / (C * KW);
+  const uint ow = (uint)(row % OW);
+  const IDX t = row / OW;
+  const uint oh = (uint)(t % OH);
+  const IDX n = t / OH;
+  const int ih = (int)(oh * SH + kh) - (int)PT, iw = (int)(ow * SW + kw) - (int)PL;
+  T v = (T)0;
+  if (ih >= 0 && ih < (int)H && iw >= 0 && iw < (int)W) {
+    v = x[((n * H + (uint)ih) * W + (uint)iw) * C + c];
+  }
+  cols[i] = v;
+}
+
+__kernel void locus_col2im(__global const T* cols, __global T* dx, IDX total, uint H, uint W,
+                           uint C, uint KH, uint KW, uint SH, uint SW, uint PT, uint PL, uint OH,
+                           uint OW) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const uint c = (uint)(i % C);
+  IDX t = i / C;
+  const uint w = (uint)(t % W);
+  t /= W;
+  const uint h = (uint)(t % H);
+  const IDX n = t / H;
+  const IDX K = (IDX)KH * KW * C;
+  const uint ph = h + PT, pw = w + PL;
+  T acc = (T)0;
+  // kh only up to ph: larger ones would need a negative output row.
+  for (uint kh = 0; kh < KH && kh <= ph; ++kh) {
+    if ((ph - kh) % SH) continue;
+    const uint oh = (ph - kh) / SH;
+    if (oh >= OH) continue;
+    for (uint kw = 0; kw < KW && kw <= pw; ++kw) {
+      if ((pw - kw) % SW) continue;
+      const uint ow = (pw - kw) / SW;
+      if (ow >= OW) continue;
+      acc += cols[((n * OH + oh) * OW + ow) * K + (kh * KW + kw) * C + c];
+    }
+  }
+  dx[i] = acc;
+}
+
+// Max pooling of output element i; the first maximum (strict >, window in row-major
+// order) wins ties, like the host backend. A window wholly in the padding (only possible
+// with an inconsistent geometry) gives 0 and index -1.
+inline T locus_max_window(__global const T* x, IDX i, uint H, uint W, uint C, uint PH, uint PW,
+                          uint SH, uint SW, uint PT, uint PL, uint OH, uint OW, int* arg) {
+  const uint c = (uint)(i % C);
+  IDX t = i / C;
+  const uint ow = (uint)(t % OW);
+  t /= OW;
+  const uint oh = (uint)(t % OH);
+  const IDX n = t / OH;
+  uint h0, h1, w0, w1;
+  locus_window(oh, SH, PT, PH, H, &h0, &h1);
+  locus_window(ow, SW, PL, PW, W, &w0, &w1);
+  if (h0 == h1 || w0 == w1) {
+    *arg = -1;
+    return (T)0;
+  }
+  IDX best_at = ((n * H + h0) * W + w0) * C + c;
+  T best = x[best_at];
+  for (uint h = h0; h < h1; ++h) {
+    for (uint w = w0; w < w1; ++w) {
+      const IDX at = ((n * H + h) * W + w) * C + c;
+      const T v = x[at];
+      if (v > best) {
+        best = v;
+        best_at = at;
+      }
+    }
+  }
+  *arg = (int)best_at;
+  return best;
+}
+
+__kernel void locus_pool_fwd_max(__global const T* x, __global T* y, __global int* argmax,
+                                 IDX total, uint H, uint W, uint C, uint PH, uint PW, uint SH,
+                                 uint SW, uint PT, uint PL, uint OH, uint OW) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  int arg;
+  y[i] = locus_max_window(x, i, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW, &arg);
+  argmax[i] = arg;
+}
+
+__kernel void locus_pool_fwd_max_noarg(__global const T* x, __global T* y, IDX total, uint H,
+                                       uint W, uint C, uint PH, uint PW, uint SH, uint SW,
+                                       uint PT, uint PL, uint OH, uint OW) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  int arg;
+  y[i] = locus_max_window(x, i, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW, &arg);
+}
+
+// Average over the in-bounds elements of the window (Keras 'same' semantics).
+__kernel void locus_pool_fwd_avg(__global const T* x, __global T* y, IDX total, uint H, uint W,
+                                 uint C, uint PH, uint PW, uint SH, uint SW, uint PT, uint PL,
+                                 uint OH, uint OW) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const uint c = (uint)(i % C);
+  IDX t = i / C;
+  const uint ow = (uint)(t % OW);
+  t /= OW;
+  const uint oh = (uint)(t % OH);
+  const IDX n = t / OH;
+  uint h0, h1, w0, w1;
+  locus_window(oh, SH, PT, PH, H, &h0, &h1);
+  locus_window(ow, SW, PL, PW, W, &w0, &w1);
+  T sum = (T)0;
+  for (uint h = h0; h < h1; ++h) {
+    for (uint w = w0; w < w1; ++w) sum += x[((n * H + h) * W + w) * C + c];
+  }
+  const uint count = (h1 - h0) * (w1 - w0);
+  y[i] = count ? sum / (T)count : (T)0;
+}
+
+__kernel void locus_pool_bwd_max(__global const T* dy, __global const int* argmax,
+                                 __global T* dx, IDX total, uint H, uint W, uint C, uint PH,
+                                 uint PW, uint SH, uint SW, uint PT, uint PL, uint OH, uint OW) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const uint c = (uint)(i % C);
+  IDX t = i / C;
+  const uint w = (uint)(t % W);
+  t /= W;
+  const uint h = (uint)(t % H);
+  const IDX n = t / H;
+  uint oh0, oh1, ow0, ow1;
+  locus_covering(h, SH, PT, PH, OH, &oh0, &oh1);
+  locus_covering(w, SW, PL, PW, OW, &ow0, &ow1);
+  T acc = (T)0;
+  for (uint oh = oh0; oh < oh1; ++oh) {
+    for (uint ow = ow0; ow < ow1; ++ow) {
+      const IDX o = ((n * OH + oh) * OW + ow) * C + c;
+      if (argmax[o] == (int)i) acc += dy[o];
+    }
+  }
+  dx[i] = acc;
+}
+
+__kernel void locus_pool_bwd_avg(__global const T* dy, __global T* dx, IDX total, uint H, uint W,
+                                 uint C, uint PH, uint PW, uint SH, uint SW, uint PT, uint PL,
+                                 uint OH, uint OW) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const uint c = (uint)(i % C);
+  IDX t = i / C;
+  const uint w = (uint)(t % W);
+  t /= W;
+  const uint h = (uint)(t % H);
+  const IDX n = t / H;
+  uint oh0, oh1, ow0, ow1;
+  locus_covering(h, SH, PT, PH, OH, &oh0, &oh1);
+  locus_covering(w, SW, PL, PW, OW, &ow0, &ow1);
+  T acc = (T)0;
+  for (uint oh = oh0; oh < oh1; ++oh) {
+    uint h0, h1;
+    locus_window(oh, SH, PT, PH, H, &h0, &h1);
+    for (uint ow = ow0; ow < ow1; ++ow) {
+      uint w0, w1;
+      locus_window(ow, SW, PL, PW, W, &w0, &w1);
+      acc += dy[((n * OH + oh) * OW + ow) * C + c] / (T)((h1 - h0) * (w1 - w0));
+    }
+  }
+  dx[i] = acc;
+}
+
+// An index outside [0, src_rows) gives a zero row: reporting it would need a round trip.
+__kernel void locus_gather_rows(__global const T* src, IDX src_rows, __global const int* index,
+                                __global T* dst, IDX row_len, IDX total) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const IDX r = i / row_len, j = i - r * row_len;
+  const int s = index[r];
+  dst[i] = s >= 0 && (IDX)s < src_rows ? src[(IDX)s * row_len + j] : (T)0;
+}
+
+__kernel void locus_one_hot(__global const int* labels, __global T* dst, IDX classes, IDX total) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const IDX r = i / classes, k = i - r * classes;
+  const int l = labels[r];
+  dst[i] = l >= 0 && (IDX)l == k ? (T)1 : (T)0;
+}
+)CLC";
+}
+
+/// The nn program for element type T; `wide` selects 64-bit index arithmetic.
+template <class T>
+const program_source& nn_program(bool wide) {
+  static const program_source narrow_src(std::string("locus_nn<") + cl_type_name<T>() + ">",
+                                         type_prelude<T>() + "#define IDX uint\n" + nn_source(),
+                                         base_options());
+  static const program_source wide_src(
+      std::string("locus_nn<") + cl_type_name<T>() + ", 64-bit index>",
+      type_prelude<T>() + "#define IDX ulong\n" + nn_source(), base_options());
+  return wide ? wide_src : narrow_src;
+}
+
+}  // namespace locus::backend::opencl::kernels
