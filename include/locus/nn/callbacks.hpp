@@ -75,7 +75,7 @@ class EarlyStopping final : public Callback {
       return false;
     }
     improved_ = false;
-    if (++wait_ > o_.patience) {
+    if (++wait_ >= o_.patience) {  // as Keras: patience 0 and 1 both stop at once
       stopped_epoch_ = static_cast<long>(epoch);
       return true;
     }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <iomanip>
@@ -108,12 +109,18 @@ class Sequential {
   void add(const Spec& spec) {
     push(nn::make_layer<Dev, T>(spec));
   }
-  /// A layer already bound to a device: it must be this model's device.
-  template <AnyDevice D2, class T2>
-  void add(std::unique_ptr<nn::Layer<D2, T2>> layer) {
+  /// A layer already bound to a device (nn::Layer or any class derived from it, such as
+  /// nn::DenseLayer<Dev, T>): it must be this model's device.
+  template <class L>
+    requires std::derived_from<L, nn::Layer<typename L::device_type, typename L::value_type>>
+  void add(std::unique_ptr<L> layer) {
+    using D2 = typename L::device_type;
     (void)sizeof(detail::require_same_device<Dev, D2>);
-    static_assert(std::is_same_v<T, T2>, "locus::Sequential: the layer computes in another element type");
-    if constexpr (std::is_same_v<Dev, D2>) push(std::move(layer));
+    static_assert(std::is_same_v<T, typename L::value_type>,
+                  "locus::Sequential: the layer computes in another element type");
+    if constexpr (std::is_same_v<Dev, D2> && std::is_same_v<T, typename L::value_type>) {
+      push(std::move(layer));
+    }
   }
 
   /// Creates every parameter for per-sample input shape `input_shape`. Layer i is seeded
