@@ -5,7 +5,6 @@
 #include <vector>
 
 #include <xtensor/xreducer.hpp>
-#include <xtensor/xsort.hpp>
 #include <xtensor/xstrided_view.hpp>
 
 #include "test_devices.hpp"
@@ -212,6 +211,32 @@ TYPED_TEST(ReduceTest, ExtremesAndSigns) {
   EXPECT_TRUE(throws_with<shape_error>([&] { (void)min(e); }, "min", "[3, 0]"));
 }
 
+// Reference argmax/argmin (first extremum) along one axis of a float64 array. Written out
+// rather than taken from xtensor/xsort.hpp, whose svector code trips a GCC 12
+// -Warray-bounds false positive under -Werror.
+Ref ref_arg_extreme(const Ref& r, std::size_t axis, bool want_max) {
+  std::vector<std::size_t> out_shape;
+  std::size_t outer = 1, len = r.shape()[axis], inner = 1;
+  for (std::size_t d = 0; d < r.dimension(); ++d) {
+    if (d < axis) outer *= r.shape()[d];
+    if (d > axis) inner *= r.shape()[d];
+    if (d != axis) out_shape.push_back(r.shape()[d]);
+  }
+  Ref out = xt::zeros<double>(out_shape);
+  const double* p = r.data();
+  for (std::size_t o = 0; o < outer; ++o) {
+    for (std::size_t i = 0; i < inner; ++i) {
+      std::size_t best = 0;
+      for (std::size_t l = 1; l < len; ++l) {
+        const double v = p[(o * len + l) * inner + i], b = p[(o * len + best) * inner + i];
+        if (want_max ? v > b : v < b) best = l;
+      }
+      out.data()[o * inner + i] = static_cast<double>(best);
+    }
+  }
+  return out;
+}
+
 TYPED_TEST(ReduceTest, Argmax) {
   using Dev = TypeParam;
   using Oth = OtherDev<Dev>;
@@ -227,7 +252,7 @@ TYPED_TEST(ReduceTest, Argmax) {
           static_cast<std::size_t>(axis < 0 ? axis + static_cast<std::ptrdiff_t>(s.rank()) : axis);
       const auto got = argmax(x, axis);
       static_assert(std::is_same_v<std::remove_cvref_t<decltype(got)>, Tensor<std::int32_t, Dev>>);
-      const Ref want = xt::argmax(rx, a);
+      const Ref want = ref_arg_extreme(rx, a, true);
       EXPECT_TRUE(near_ref(got, want)) << "axis " << axis << " of " << to_string(s);
       auto keep = std::vector<std::size_t>(s.begin(), s.end());
       keep[a] = 1;
@@ -238,13 +263,13 @@ TYPED_TEST(ReduceTest, Argmax) {
     }
     const auto all = argmax(x);
     EXPECT_EQ(all.rank(), 0u);
-    EXPECT_TRUE(near_ref(all, Ref(static_cast<double>(xt::argmax(xt::flatten(rx))(0)))));
+    EXPECT_TRUE(near_ref(all, Ref(ref_arg_extreme(Ref(xt::flatten(rx)), 0, true)())));
   }
   // Expressions, double and int32 operands.
   const auto hd = random_host<double>({5, 9}, 42);
-  EXPECT_TRUE(near_ref(argmax(-on<Dev>(hd), 1), Ref(xt::argmin(ref(hd), 1))));
+  EXPECT_TRUE(near_ref(argmax(-on<Dev>(hd), 1), ref_arg_extreme(ref(hd), 1, false)));
   const auto hi = random_host<std::int32_t>({9, 5}, 43, -1000000, 1000000);
-  EXPECT_TRUE(near_ref(argmax(on<Dev>(hi), 0), Ref(xt::argmax(ref(hi), 0))));
+  EXPECT_TRUE(near_ref(argmax(on<Dev>(hi), 0), ref_arg_extreme(ref(hi), 0, true)));
 }
 
 TYPED_TEST(ReduceTest, ArgmaxTieGivesTheFirstIndex) {

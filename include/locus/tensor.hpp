@@ -205,15 +205,17 @@ class Tensor {
   Tensor& operator=(Tensor&&) noexcept = default;
   ~Tensor() = default;
 
+  // Any other tensor type stops here with a sentence: another device needs locus::to<>,
+  // another element type locus::cast<>.
   template <class U, class Other>
-    requires(!std::is_same_v<Other, Dev>)
+    requires(!std::is_same_v<Other, Dev> || !std::is_same_v<U, T>)
   Tensor(const Tensor<U, Other>&) {  // NOLINT
-    (void)sizeof(detail::cross_device_conversion<Dev, Other>);
+    reject_conversion<U, Other>();
   }
   template <class U, class Other>
-    requires(!std::is_same_v<Other, Dev>)
+    requires(!std::is_same_v<Other, Dev> || !std::is_same_v<U, T>)
   Tensor& operator=(const Tensor<U, Other>&) {
-    (void)sizeof(detail::cross_device_conversion<Dev, Other>);
+    reject_conversion<U, Other>();
     return *this;
   }
 
@@ -317,9 +319,19 @@ class Tensor {
   const buffer_type& storage() const noexcept { return buf_; }
 
  private:
+  template <class U, class Other>
+  static void reject_conversion() {
+    if constexpr (!std::is_same_v<Other, Dev>) {
+      (void)sizeof(detail::cross_device_conversion<Dev, Other>);
+    } else {
+      (void)sizeof(detail::element_type_mismatch<T, U>);
+    }
+  }
+
+  // An expression evaluates on its own device; landing it on another one is a conversion.
   template <class Other>
   static void check_incoming() {
-    (void)sizeof(detail::require_same_device<Other, Dev>);
+    (void)sizeof(detail::cross_device_conversion<Dev, Other>);
   }
 
   // Every host access goes through here: on a device without host access the sizeof

@@ -26,20 +26,27 @@ struct device_mismatch {
                 "note); copy one of them explicitly with locus::to<Dev>(x)");
 };
 
-#define LOCUS_DEVICE_MISMATCH_(L, R, LS, RS)                                            \
+// LS/RS name the devices as a reader says them; LQ is the left device fully qualified,
+// so the suggested fix compiles as written.
+#define LOCUS_DEVICE_MISMATCH_(L, R, LS, RS, LQ)                                         \
   template <class Context>                                                               \
   struct device_mismatch<L, R, Context> {                                                \
     static_assert(dependent_false<Context>,                                              \
                   "locus: operands live on different devices, " LS " and " RS            \
-                  "; copy one explicitly, e.g. locus::to<locus::" LS ">(x)");            \
+                  "; copy one explicitly, e.g. locus::to<" LQ ">(x)");                   \
   };
 #define LOCUS_CPU_ "Device<CPU>"
 #define LOCUS_GPU_(N) "Device<GPU, " #N ">"
-#define LOCUS_CPU_GPU_PAIR_(N)                                                           \
-  LOCUS_DEVICE_MISMATCH_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N)) \
-  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_)
-#define LOCUS_GPU_PAIR_(A, B) \
-  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), LOCUS_GPU_(B))
+#define LOCUS_QCPU_ "locus::Device<locus::CPU>"
+#define LOCUS_QGPU_(N) "locus::Device<locus::GPU, " #N ">"
+#define LOCUS_CPU_GPU_PAIR_(N)                                                                   \
+  LOCUS_DEVICE_MISMATCH_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N),     \
+                         LOCUS_QCPU_)                                                            \
+  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_,     \
+                         LOCUS_QGPU_(N))
+#define LOCUS_GPU_PAIR_(A, B)                                                                    \
+  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A),  \
+                         LOCUS_GPU_(B), LOCUS_QGPU_(A))
 #define LOCUS_COMMA_ ,
 
 LOCUS_CPU_GPU_PAIR_(0)
@@ -115,18 +122,22 @@ struct cross_device_conversion {
                 "locus::to<Dev>(x)");
 };
 
-#define LOCUS_CONVERSION_(D, S, DS, SS)                                                   \
+template <class D, class Context>
+struct cross_device_conversion<D, D, Context> {};
+
+#define LOCUS_CONVERSION_(D, S, DS, SS, DQ)                                               \
   template <class Context>                                                                \
   struct cross_device_conversion<D, S, Context> {                                         \
     static_assert(dependent_false<Context>,                                               \
                   "locus: a tensor on " SS " cannot become a tensor on " DS                 \
-                  " implicitly; copy it explicitly: locus::to<locus::" DS ">(x)");          \
+                  " implicitly; copy it explicitly: locus::to<" DQ ">(x)");                \
   };
-#define LOCUS_CONVERSION_CPU_GPU_(N)                                                           \
-  LOCUS_CONVERSION_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N)) \
-  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_)
-#define LOCUS_CONVERSION_GPU_(A, B) \
-  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), LOCUS_GPU_(B))
+#define LOCUS_CONVERSION_CPU_GPU_(N)                                                            \
+  LOCUS_CONVERSION_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N), LOCUS_QCPU_) \
+  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_, LOCUS_QGPU_(N))
+#define LOCUS_CONVERSION_GPU_(A, B)                                                             \
+  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A),        \
+                    LOCUS_GPU_(B), LOCUS_QGPU_(A))
 LOCUS_CONVERSION_CPU_GPU_(0)
 LOCUS_CONVERSION_CPU_GPU_(1)
 LOCUS_CONVERSION_CPU_GPU_(2)
@@ -142,6 +153,19 @@ LOCUS_CONVERSION_GPU_(2, 1)
 #undef LOCUS_CONVERSION_
 #undef LOCUS_CPU_
 #undef LOCUS_GPU_
+#undef LOCUS_QCPU_
+#undef LOCUS_QGPU_
 #undef LOCUS_COMMA_
+
+// ---- element types meet only through an explicit cast ----------------------------------
+
+template <class To, class From, class Context = void>
+struct element_type_mismatch {
+  static_assert(dependent_false<To, From, Context>,
+                "locus: the element types differ (named in the 'required from' note); convert "
+                "explicitly with locus::cast<T>(x)");
+};
+template <class T, class Context>
+struct element_type_mismatch<T, T, Context> {};
 
 }  // namespace locus::detail

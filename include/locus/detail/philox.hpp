@@ -53,9 +53,11 @@ template <class T>
 T philox_uniform(std::uint64_t i, std::uint64_t seed, T a, T b) {
   const philox_block r = philox4x32_10(i, seed);
   if constexpr (std::is_same_v<T, float>) {
-    return a + (b - a) * unit_float(r[0]);
+    // An explicit fma, as in the OpenCL mirror: `a + (b - a) * u` may or may not be
+    // contracted depending on compiler and flags, and the devices must agree bit for bit.
+    return std::fma(b - a, unit_float(r[0]), a);
   } else if constexpr (std::is_same_v<T, double>) {
-    return a + (b - a) * unit_double(r[0], r[1]);
+    return std::fma(b - a, unit_double(r[0], r[1]), a);
   } else {
     const auto span = static_cast<std::uint32_t>(b - a);
     return span ? static_cast<T>(a + static_cast<T>(r[0] % span)) : a;

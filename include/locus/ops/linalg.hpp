@@ -63,10 +63,11 @@ void gemm_into(const Tensor<T, D>& a, std::size_t batch_a, std::size_t ar, std::
 /// Row-major matrix product. 2-D x 2-D gives [m, n]; with a leading batch axis on either
 /// or both operands ([B, m, k] x [B, k, n], [B, m, k] x [k, n], [m, k] x [B, k, n]) the
 /// product is batched and a 2-D operand is shared by every batch entry.
-template <class T, class DA, class DB>
-Tensor<T, DA> matmul(const Tensor<T, DA>& a, const Tensor<T, DB>& b, matmul_options o = {}) {
+template <class T, class DA, class TB, class DB>
+Tensor<T, DA> matmul(const Tensor<T, DA>& a, const Tensor<TB, DB>& b, matmul_options o = {}) {
   (void)sizeof(detail::require_same_device<DA, DB>);
-  if constexpr (std::is_same_v<DA, DB>) {
+  if constexpr (std::is_same_v<DA, DB>) (void)sizeof(detail::element_type_mismatch<T, TB>);
+  if constexpr (std::is_same_v<DA, DB> && std::is_same_v<T, TB>) {
     auto bad = [&](const std::string& why) {
       return shape_error("locus::matmul: " + why + " (a: " + to_string(a.shape()) +
                          (o.transpose_a ? " transposed" : "") + ", b: " + to_string(b.shape()) +

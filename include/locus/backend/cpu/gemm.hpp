@@ -393,7 +393,12 @@ inline constexpr std::size_t kDotBlockK = 512;   // k per L1 block inside a slic
 
 template <class T, class Arch>
 bool dot_path_fits(const operands& op) {
-  return op.m * op.n <= 1024 && op.k >= 1024 && op.cs_c == 1;
+  // The dot kernels read both operands along k; an operand strided along k is first
+  // copied element by element. With both strided (the conv weight gradient, cols^T dZ
+  // with k = N*OH*OW) those copies cost more than the product, and the blocked path,
+  // which packs anyway, is faster.
+  const bool one_contiguous = op.cs_a == 1 || op.rs_b == 1;
+  return op.m * op.n <= 1024 && op.k >= 1024 && op.cs_c == 1 && one_contiguous;
 }
 
 template <class T, class Arch>

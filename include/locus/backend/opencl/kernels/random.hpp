@@ -1,6 +1,7 @@
 // Random tensors: Philox-4x32-10, a line-for-line mirror of detail/philox.hpp, so that a
-// seed gives the same uniform numbers on every device, bit for bit. FP_CONTRACT is off so
-// the compiler may not fuse `a + (b - a) * u` into an fma the host does not use. normal()
+// seed gives the same uniform numbers on every device, bit for bit. The scaling is an
+// explicit fma on both sides (a correctly rounded operation everywhere); written as
+// `a + (b - a) * u`, a host compiler may contract it and another device may not. normal()
 // uses the device's log/cos/sqrt and agrees with the host within float tolerance.
 #pragma once
 
@@ -47,9 +48,9 @@ __kernel void locus_uniform(__global T* dst, ulong n, ulong seed, T a, T b) {
   const uint span = (uint)(b - a);
   dst[i] = span ? a + (int)(r.x % span) : a;
 #elif defined(LOCUS_DOUBLE)
-  dst[i] = a + (b - a) * locus_unit_double(r.x, r.y);
+  dst[i] = fma(b - a, locus_unit_double(r.x, r.y), a);
 #else
-  dst[i] = a + (b - a) * locus_unit_float(r.x);
+  dst[i] = fma(b - a, locus_unit_float(r.x), a);
 #endif
 }
 

@@ -1,0 +1,20 @@
+// EXPECT: operands live on different devices, Device<GPU, 0> and Device<CPU>
+// Rule 5 (models carry one device): fit() of a GPU model with GPU inputs but host labels.
+#include <locus/locus.hpp>
+
+using namespace locus;
+using C = Device<CPU>;
+using G = Device<GPU>;
+using G1 = Device<GPU, 1>;
+
+void snippet() {
+  Sequential<G> model(Input({4}), Dense(3, Activation::softmax));
+  model.compile(SGD{}, SparseCategoricalCrossentropy{});
+  auto x = Tensor<float, G>::zeros({8, 4});
+  auto y = Tensor<std::int32_t, C>::zeros({8});
+#ifdef LOCUS_SHOULD_FAIL
+  model.fit(x, y, {.verbose = 0});
+#else
+  model.fit(x, to<G>(y), {.verbose = 0});
+#endif
+}
