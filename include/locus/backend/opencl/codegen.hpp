@@ -221,7 +221,14 @@ std::string expression_source() {
   std::string src;
   if (dbl) src += "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n";
   src += helpers(dbl);
-  src += "__kernel void locus_expr_flat(__global " + out_t + "* out, ulong n" + params + ") {\n" +
+  // restrict lets the device compiler vectorise across work-items. It holds even for an
+  // in-place assignment (out == pL): element i is read only by work-item i, before it
+  // writes element i, so no access of one element is ordered against another's.
+  std::string flat_params;
+  for (std::size_t l = 0; l < nl; ++l)
+    flat_params += ", __global const " + leaves[l] + "* restrict p" + std::to_string(l);
+  for (std::size_t s = 0; s < ns; ++s) flat_params += ", " + scalars[s] + " s" + std::to_string(s);
+  src += "__kernel void locus_expr_flat(__global " + out_t + "* restrict out, ulong n" + flat_params + ") {\n" +
          "  const size_t i = get_global_id(0);\n  if (i >= n) return;\n  out[i] = " +
          emit<E, 0, 0>::text(false) + ";\n}\n";
   std::string dims, strides, walk;

@@ -111,12 +111,7 @@ struct nn_backend_for<Device<GPU, N>> {
                           const buffer<std::int32_t>& index, std::size_t count, buffer<T>& dst) {
     namespace ocl = backend::opencl;
     namespace nn = detail::nn;
-    nn::require(index.size() >= count, "gather_rows",
-                "the index buffer holds " + std::to_string(index.size()) + " elements, " +
-                    std::to_string(count) + " rows were requested");
-    nn::require(dst.size() >= count * row_len, "gather_rows",
-                "the destination holds " + std::to_string(dst.size()) + " elements, " +
-                    std::to_string(count * row_len) + " are needed");
+    nn::check_gather(index.size(), dst.size(), count, row_len);
     const std::size_t total = count * row_len;
     if (total == 0) return;
     const bool wide = is_wide(total, src.size());
@@ -137,12 +132,7 @@ struct nn_backend_for<Device<GPU, N>> {
                       buffer<T>& dst) {
     namespace ocl = backend::opencl;
     namespace nn = detail::nn;
-    nn::require(labels.size() >= count, "one_hot",
-                "the label buffer holds " + std::to_string(labels.size()) + " elements, " +
-                    std::to_string(count) + " rows were requested");
-    nn::require(dst.size() >= count * classes, "one_hot",
-                "the destination holds " + std::to_string(dst.size()) + " elements, " +
-                    std::to_string(count * classes) + " are needed");
+    nn::check_one_hot(labels.size(), dst.size(), count, classes);
     const std::size_t total = count * classes;
     if (total == 0) return;
     const bool wide = is_wide(total, labels.size());

@@ -29,11 +29,9 @@ std::unique_ptr<Layer<Dev, T>> make_layer(const Spec& s) {
     return std::make_unique<DenseLayer<Dev, T>>(s);
   } else if constexpr (std::is_same_v<Spec, layers::Conv2D>) {
     return std::make_unique<Conv2DLayer<Dev, T>>(s);
-  } else if constexpr (std::is_same_v<Spec, layers::MaxPooling2D>) {
-    return std::make_unique<Pooling2DLayer<Dev, T>>(pool_kind::max, s.pool_size, s.strides, s.padding);
-  } else if constexpr (std::is_same_v<Spec, layers::AveragePooling2D>) {
-    return std::make_unique<Pooling2DLayer<Dev, T>>(pool_kind::average, s.pool_size, s.strides,
-                                                    s.padding);
+  } else if constexpr (std::is_same_v<Spec, layers::MaxPooling2D> ||
+                       std::is_same_v<Spec, layers::AveragePooling2D>) {
+    return std::make_unique<Pooling2DLayer<Dev, T>>(Spec::kind, s.pool_size, s.strides, s.padding);
   } else if constexpr (std::is_same_v<Spec, layers::Flatten>) {
     return std::make_unique<FlattenLayer<Dev, T>>();
   } else if constexpr (std::is_same_v<Spec, layers::Dropout>) {

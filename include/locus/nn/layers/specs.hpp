@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "../../backend/nn_backend.hpp"
 #include "../../shape.hpp"
 #include "../activation.hpp"
 
@@ -62,41 +63,27 @@ struct Conv2D {
 };
 
 /// Pooling windows; strides default to the window (Keras's strides=None).
-struct MaxPooling2D {
+template <pool_kind Kind>
+struct Pooling2D {
+  static constexpr pool_kind kind = Kind;
   Window pool_size{2, 2};
   Window strides{0, 0};
   Padding padding = Padding::valid;
   // No two-argument form: `MaxPooling2D({2, 2})` would then also read as a copy of a
-  // MaxPooling2D built from (2, 2). Strides and padding go through the setters or all three.
-  explicit MaxPooling2D(Window p = {2, 2}) : pool_size(p) {}
-  MaxPooling2D(Window p, Window s, Padding pad) : pool_size(p), strides(s), padding(pad) {}
-  MaxPooling2D& with_strides(Window s) {
+  // pooling layer built from (2, 2). Strides and padding go through the setters or all three.
+  explicit Pooling2D(Window p = {2, 2}) : pool_size(p) {}
+  Pooling2D(Window p, Window s, Padding pad) : pool_size(p), strides(s), padding(pad) {}
+  Pooling2D& with_strides(Window s) {
     strides = s;
     return *this;
   }
-  MaxPooling2D& with_padding(Padding p) {
+  Pooling2D& with_padding(Padding p) {
     padding = p;
     return *this;
   }
 };
-
-struct AveragePooling2D {
-  Window pool_size{2, 2};
-  Window strides{0, 0};
-  Padding padding = Padding::valid;
-  // No two-argument form: `AveragePooling2D({2, 2})` would then also read as a copy of a
-  // AveragePooling2D built from (2, 2). Strides and padding go through the setters or all three.
-  explicit AveragePooling2D(Window p = {2, 2}) : pool_size(p) {}
-  AveragePooling2D(Window p, Window s, Padding pad) : pool_size(p), strides(s), padding(pad) {}
-  AveragePooling2D& with_strides(Window s) {
-    strides = s;
-    return *this;
-  }
-  AveragePooling2D& with_padding(Padding p) {
-    padding = p;
-    return *this;
-  }
-};
+using MaxPooling2D = Pooling2D<pool_kind::max>;
+using AveragePooling2D = Pooling2D<pool_kind::average>;
 
 struct Flatten {};
 
