@@ -44,7 +44,7 @@ double train(std::size_t samples, std::size_t epochs) {
 }
 
 int main(int argc, char** argv) {
-  std::string device = "cpu";
+  std::string device = "both";
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
