@@ -219,7 +219,8 @@ class Sequential {
   }
 
   /// Loss and parameter gradients of one batch, in training mode (dropout active, batch
-  /// statistics). The model's weights are not changed.
+  /// statistics). The model's weights are not changed; the gradients move out of the
+  /// parameters into the result, so apply them with Optimizer::apply_gradients(grads, model).
   template <class TX, class DX, class L, class DY>
   LossAndGradients<Dev, T> value_and_gradient(const Tensor<TX, DX>& x, const Tensor<L, DY>& y,
                                               const LossConfig& loss) {
