@@ -15,14 +15,10 @@
 
 // Backends: one specialisation of backend_for<> per device kind.
 #include "backend/cpu/backend.hpp"
-#if __has_include("backend/opencl/backend.hpp")
-#include "backend/opencl/backend.hpp"
-#include "opencl.hpp"
-#endif
 #include "backend/cpu/nn.hpp"
-#if __has_include("backend/opencl/nn.hpp")
+#include "backend/opencl/backend.hpp"
 #include "backend/opencl/nn.hpp"
-#endif
+#include "opencl.hpp"
 
 // Models and data.
 #include "nn.hpp"
