@@ -521,13 +521,13 @@ class Sequential {
   static std::string format_logs(const Logs& logs) {
     std::ostringstream os;
     os << std::fixed << std::setprecision(4);
-    // Keras order: metrics before loss, training before validation.
-    for (const char* pre : {"", "val_"}) {
-      for (auto& [k, v] : logs)
-        if (k.rfind(pre, 0) == 0 && (std::string(pre).empty() == (k.rfind("val_", 0) != 0)) && k.find("loss") == std::string::npos)
-          os << " - " << k << ": " << v;
-      for (auto& [k, v] : logs)
-        if (k == std::string(pre) + "loss") os << " - " << k << ": " << v;
+    // Keras order: training before validation, and within each, metrics before the loss.
+    for (const bool validation : {false, true}) {
+      const std::string loss_key = validation ? "val_loss" : "loss";
+      for (const auto& [k, v] : logs) {
+        if ((k.rfind("val_", 0) == 0) == validation && k != loss_key) os << " - " << k << ": " << v;
+      }
+      if (auto it = logs.find(loss_key); it != logs.end()) os << " - " << loss_key << ": " << it->second;
     }
     return os.str();
   }
