@@ -82,24 +82,16 @@ inline void check_pool(const pool_geometry& g, std::size_t x_size, std::size_t y
   }
 }
 
-// Checks shared by every backend's gather_rows and one_hot (same messages everywhere).
-inline void check_gather(std::size_t index_size, std::size_t dst_size, std::size_t count,
-                         std::size_t row_len) {
-  require(index_size >= count, "gather_rows",
-          "the index buffer holds " + std::to_string(index_size) + " elements, " +
-              std::to_string(count) + " rows were requested");
-  require(dst_size >= count * row_len, "gather_rows",
+// The check shared by every backend's gather_rows and one_hot: `count` rows are read
+// through a `source` buffer of one entry per row and written as rows of `row_len`.
+inline void check_rows(const char* fn, const char* source, std::size_t source_size,
+                       std::size_t dst_size, std::size_t count, std::size_t row_len) {
+  require(source_size >= count, fn,
+          std::string("the ") + source + " buffer holds " + std::to_string(source_size) +
+              " elements, " + std::to_string(count) + " rows were requested");
+  require(dst_size >= count * row_len, fn,
           "the destination holds " + std::to_string(dst_size) + " elements, " +
               std::to_string(count * row_len) + " are needed");
-}
-inline void check_one_hot(std::size_t labels_size, std::size_t dst_size, std::size_t count,
-                          std::size_t classes) {
-  require(labels_size >= count, "one_hot",
-          "the label buffer holds " + std::to_string(labels_size) + " elements, " +
-              std::to_string(count) + " rows were requested");
-  require(dst_size >= count * classes, "one_hot",
-          "the destination holds " + std::to_string(dst_size) + " elements, " +
-              std::to_string(count * classes) + " are needed");
 }
 
 // First and one-past-last output index whose window [o*s - pad, o*s - pad + k) lies
@@ -634,7 +626,7 @@ struct nn_backend_for<Device<CPU>> {
   static void gather_rows(const buffer<T>& src, std::size_t row_len,
                           const buffer<std::int32_t>& index, std::size_t count, buffer<T>& dst) {
     namespace nn = detail::nn;
-    nn::check_gather(index.size(), dst.size(), count, row_len);
+    nn::check_rows("gather_rows", "index", index.size(), dst.size(), count, row_len);
     if (count * row_len == 0) return;
     const std::size_t src_rows = src.size() / row_len;
     const T* s = src.data();
@@ -657,7 +649,7 @@ struct nn_backend_for<Device<CPU>> {
   static void one_hot(const buffer<std::int32_t>& labels, std::size_t count, std::size_t classes,
                       buffer<T>& dst) {
     namespace nn = detail::nn;
-    nn::check_one_hot(labels.size(), dst.size(), count, classes);
+    nn::check_rows("one_hot", "label", labels.size(), dst.size(), count, classes);
     if (count * classes == 0) return;
     const std::int32_t* l = labels.data();
     T* d = dst.data();

@@ -111,7 +111,7 @@ struct nn_backend_for<Device<GPU, N>> {
                           const buffer<std::int32_t>& index, std::size_t count, buffer<T>& dst) {
     namespace ocl = backend::opencl;
     namespace nn = detail::nn;
-    nn::check_gather(index.size(), dst.size(), count, row_len);
+    nn::check_rows("gather_rows", "index", index.size(), dst.size(), count, row_len);
     const std::size_t total = count * row_len;
     if (total == 0) return;
     const bool wide = is_wide(total, src.size());
@@ -132,7 +132,7 @@ struct nn_backend_for<Device<GPU, N>> {
                       buffer<T>& dst) {
     namespace ocl = backend::opencl;
     namespace nn = detail::nn;
-    nn::check_one_hot(labels.size(), dst.size(), count, classes);
+    nn::check_rows("one_hot", "label", labels.size(), dst.size(), count, classes);
     const std::size_t total = count * classes;
     if (total == 0) return;
     const bool wide = is_wide(total, labels.size());
