@@ -9,8 +9,11 @@
 #
 #   locus_add_compile_pass_test(NAME <name> SOURCE <file>
 #                               [DEFINITIONS <def>...] [LIBRARIES <target>...]
-#                               [LABELS <label>...])
-#       Registers the ctest <name>. It passes only if <file> compiles.
+#                               [LABELS <label>...] [OPTIONS <flag>...] [CODEGEN])
+#       Registers the ctest <name>. It passes only if <file> compiles. OPTIONS are added
+#       to its compile command; CODEGEN compiles to an object file even where other checks
+#       stop after the front end (needed for the optimiser's warnings, which -fsyntax-only
+#       never reaches).
 #
 # How it works. Each snippet becomes an OBJECT library that is EXCLUDE_FROM_ALL, so the
 # build never compiles it, and that links locus::locus and gets the project warnings: the
@@ -40,7 +43,7 @@ option(LOCUS_COMPILE_CHECK_SYNTAX_ONLY
 
 # Positional (not ARGN) so that a regex containing ';' reaches here intact.
 function(_locus_add_compile_check mode arg_NAME arg_SOURCE arg_EXPECT arg_DEFINITIONS
-         arg_LIBRARIES arg_LABELS)
+         arg_LIBRARIES arg_LABELS arg_OPTIONS arg_CODEGEN)
   if(NOT arg_NAME OR NOT arg_SOURCE)
     message(FATAL_ERROR "locus_add_compile_${mode}_test: NAME and SOURCE are required")
   endif()
@@ -75,6 +78,7 @@ function(_locus_add_compile_check mode arg_NAME arg_SOURCE arg_EXPECT arg_DEFINI
   if(COMMAND locus_target_warnings)
     locus_target_warnings(${target})
   endif()
+  target_compile_options(${target} PRIVATE ${arg_OPTIONS})
   set_target_properties(${target} PROPERTIES EXPORT_COMPILE_COMMANDS ON FOLDER "compile_checks")
   # Lets a developer compile every must-compile snippet at once:
   #   cmake --build build --target locus_compile_pass_snippets
@@ -94,7 +98,7 @@ function(_locus_add_compile_check mode arg_NAME arg_SOURCE arg_EXPECT arg_DEFINI
 
   if(CMAKE_GENERATOR MATCHES "Ninja|Makefiles" AND NOT CMAKE_GENERATOR MATCHES "Multi-Config")
     set(strategy compdb)
-    if(LOCUS_COMPILE_CHECK_SYNTAX_ONLY AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang"
+    if(LOCUS_COMPILE_CHECK_SYNTAX_ONLY AND NOT arg_CODEGEN AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang"
        AND NOT CMAKE_CXX_SIMULATE_ID STREQUAL "MSVC")
       set(syntax_only ON)
     else()
@@ -124,13 +128,13 @@ endfunction()
 function(locus_add_compile_fail_test)
   cmake_parse_arguments(PARSE_ARGV 0 arg "" "NAME;SOURCE;EXPECT" "DEFINITIONS;LIBRARIES;LABELS")
   _locus_add_compile_check(fail "${arg_NAME}" "${arg_SOURCE}" "${arg_EXPECT}" "${arg_DEFINITIONS}"
-                           "${arg_LIBRARIES}" "${arg_LABELS}")
+                           "${arg_LIBRARIES}" "${arg_LABELS}" "" OFF)
 endfunction()
 
 function(locus_add_compile_pass_test)
-  cmake_parse_arguments(PARSE_ARGV 0 arg "" "NAME;SOURCE" "DEFINITIONS;LIBRARIES;LABELS")
+  cmake_parse_arguments(PARSE_ARGV 0 arg "CODEGEN" "NAME;SOURCE" "DEFINITIONS;LIBRARIES;LABELS;OPTIONS")
   _locus_add_compile_check(pass "${arg_NAME}" "${arg_SOURCE}" "" "${arg_DEFINITIONS}"
-                           "${arg_LIBRARIES}" "${arg_LABELS}")
+                           "${arg_LIBRARIES}" "${arg_LABELS}" "${arg_OPTIONS}" "${arg_CODEGEN}")
 endfunction()
 
 # locus_add_compile_checks_from_directories(FAIL_DIR <dir> PASS_DIR <dir>)

@@ -2,7 +2,7 @@
 # Quick start on a fresh Debian 12 machine: installs the dependencies, builds the headline
 # example and runs it. Arguments are passed to the example (e.g. --quick).
 #
-#   sudo ./scripts/quickstart.sh [example arguments...]
+#   ./scripts/quickstart.sh [example arguments...]   (as root, or as a user with sudo)
 #
 #   LOCUS_EXAMPLE=<name>   run examples/<name>.cpp instead of the headline example
 #   LOCUS_PORTABLE=ON      build without -march=native

@@ -4,10 +4,13 @@
 #   deps      scripts/install-deps.sh (apt-get; as root, or through sudo)
 #   opencl    clinfo must list at least one OpenCL device: a CI without one FAILS
 #   release   Release build with -Werror in build/ci (tests, examples, benchmarks, doctor)
-#   ctest     every test of build/ci: unit, compile-fail/pass, doctor, examples (--quick)
-#   clang     the compile-fail/pass tests again with clang++ (diagnostics differ per compiler)
-#   asan      ASan+UBSan build (-O1, LOCUS_PORTABLE: the generic SIMD path, and no GCC 12
-#             AVX-512 header false positives) in build/ci-asan; runs the unit tests
+#   ctest     every test of build/ci: unit, compile-fail/pass, the -march matrix (one
+#             translation unit of every CPU kernel compiled at -O3 -Werror for each x86-64
+#             level and server CPU, with and without -mtune=generic, and native), the
+#             install-deps root/sudo check, doctor, examples (--quick)
+#   clang     the compile-fail/pass tests and the -march matrix again with clang++
+#   asan      ASan+UBSan build (-O1, LOCUS_PORTABLE: the generic SIMD path whatever the
+#             CPU) in build/ci-asan; runs the unit tests
 #   install   install to a temporary prefix, build and run examples/consumer against it
 # Prints the time of each phase and a final "N passed, M failed" line; exits non-zero on
 # any failure.

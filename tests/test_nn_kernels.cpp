@@ -476,6 +476,41 @@ TYPED_TEST(NNKernels, OneHotWithOutOfRangeLabels) {
   });
 }
 
+// The checked one_hot writes the same rows and records the smallest negative and the largest
+// too-large label in its status, lowering or raising it but never resetting it.
+TYPED_TEST(NNKernels, CheckedOneHotRecordsOutOfRangeLabels) {
+  using Dev = TypeParam;
+  for_float_types<Dev>([]<class T>() {
+    constexpr std::size_t classes = 6;
+    const std::vector<std::int32_t> labels = {0, 5, 2, -1, 6, 3, -7, 100, 1, 4, 7};
+    const auto hl = Tensor<std::int32_t, CPUDev>::from_data({labels.size()}, labels.data());
+    std::vector<double> want(labels.size() * classes, 0.0);
+    for (std::size_t r = 0; r < labels.size(); ++r) {
+      if (labels[r] >= 0 && labels[r] < static_cast<std::int32_t>(classes)) {
+        want[r * classes + static_cast<std::size_t>(labels[r])] = 1;
+      }
+    }
+    const auto l = on<Dev>(hl);
+    auto status = Tensor<std::int32_t, Dev>::zeros({2});
+    auto dst = Tensor<T, Dev>::full({labels.size(), classes}, T(7));
+    NB<Dev>::one_hot(l.storage(), labels.size(), classes, dst.storage(), status.storage());
+    EXPECT_TRUE(near_ref(dst, as_ref(want, dst.shape()), 0, 0));
+    EXPECT_TRUE(near_ref(status, Ref{-7, 100}, 0, 0));
+    // Milder bad labels and good ones leave the record as it is.
+    const auto l2 = on<Dev>(Tensor<std::int32_t, CPUDev>{-2, 6, 0});
+    auto dst2 = Tensor<T, Dev>::full({3, classes}, T(7));
+    NB<Dev>::one_hot(l2.storage(), 3, classes, dst2.storage(), status.storage());
+    EXPECT_TRUE(near_ref(status, Ref{-7, 100}, 0, 0));
+    // Good labels only: a fresh record stays {0, 0}; the count limits the rows read.
+    auto fresh = Tensor<std::int32_t, Dev>::zeros({2});
+    NB<Dev>::one_hot(l.storage(), 3, classes, dst.storage(), fresh.storage());
+    EXPECT_TRUE(near_ref(fresh, Ref{0, 0}, 0, 0));
+    // Only one side out of range.
+    NB<Dev>::one_hot(l2.storage(), 2, classes, dst2.storage(), fresh.storage());
+    EXPECT_TRUE(near_ref(fresh, Ref{-2, 6}, 0, 0));
+  });
+}
+
 // ---- argument checks and launch counting ------------------------------------------------------
 
 TYPED_TEST(NNKernels, MismatchedBuffersAreRefused) {
@@ -501,6 +536,11 @@ TYPED_TEST(NNKernels, MismatchedBuffersAreRefused) {
       "gather_rows", "index buffer"));
   EXPECT_TRUE(throws_with<locus::argument_error>(
       [&] { NB<Dev>::one_hot(idx.storage(), 3, 10, small.storage()); }, "one_hot", "destination"));
+  Tensor<std::int32_t, Dev> status1(locus::uninitialized, {1});
+  Tensor<float, Dev> rows(locus::uninitialized, {3, 2});
+  EXPECT_TRUE(throws_with<locus::argument_error>(
+      [&] { NB<Dev>::one_hot(idx.storage(), 3, 2, rows.storage(), status1.storage()); }, "one_hot",
+      "label status buffer holds 1"));
 }
 
 // An OpenCL call is exactly one counted kernel launch and no transfer; the host backend
@@ -513,11 +553,18 @@ TYPED_TEST(NNKernels, EachCallIsOneKernelLaunchAndNoTransfer) {
   Tensor<float, Dev> y(locus::uninitialized, {g.n, g.oh, g.ow, g.c});
   Tensor<std::int32_t, Dev> am(locus::uninitialized, {g.n, g.oh, g.ow, g.c});
   Tensor<float, Dev> dx(locus::uninitialized, x.shape());
+  const auto labels = on<Dev>(Tensor<std::int32_t, CPUDev>{0, 9, -1});
+  auto status = Tensor<std::int32_t, Dev>::zeros({2});
+  Tensor<float, Dev> rows(locus::uninitialized, {3, 4});
   const auto before = locus::stats<Dev>();
   NB<Dev>::pool2d_forward(pool_kind::max, x.storage(), g, y.storage(), &am.storage());
   NB<Dev>::pool2d_backward(pool_kind::max, y.storage(), &am.storage(), g, dx.storage());
+  // The checked one_hot too, out-of-range labels or not: the record stays on the device.
+  const auto mid = locus::stats<Dev>();
+  NB<Dev>::one_hot(labels.storage(), 3, 4, rows.storage(), status.storage());
   const auto after = locus::stats<Dev>();
-  EXPECT_EQ(after.kernel_launches - before.kernel_launches, locus::HostDevice<Dev> ? 0u : 2u);
+  EXPECT_EQ(mid.kernel_launches - before.kernel_launches, locus::HostDevice<Dev> ? 0u : 2u);
+  EXPECT_EQ(after.kernel_launches - mid.kernel_launches, locus::HostDevice<Dev> ? 0u : 1u);
   EXPECT_EQ(after.transfer_calls(), before.transfer_calls());
 }
 

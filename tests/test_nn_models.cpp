@@ -127,7 +127,8 @@ void check_agreement(std::function<Sequential<Dev, float>()> make_dev,
   }();
 
   // Inference.
-  const auto out_m = m(xd), out_c = c(x);
+  const auto out_m = m(xd);
+  const auto out_c = c(x);
   const auto out_r = r(xr);
   EXPECT_TRUE(same_values(out_m, out_c, kDevRtol, kDevAtol));
   EXPECT_TRUE(near_ref(out_m, ref(out_r), kRefRtol, kRefAtol));
@@ -362,6 +363,115 @@ TYPED_TEST(NnModel, FitReturnsOneHistoryEntryPerEpoch) {
   EXPECT_NE(s.find("Epoch 3/3"), std::string::npos) << s;
   EXPECT_NE(s.find("val_loss: "), std::string::npos) << s;
   EXPECT_NE(s.find("5/5"), std::string::npos) << s;  // 24 samples in batches of 5
+}
+
+// ---- several metrics ---------------------------------------------------------------------------
+
+TEST(NnMetrics, KerasNamesAndDistinctKeysForRepeatedMetrics) {
+  EXPECT_EQ(metric_name(Metric::accuracy), "accuracy");
+  EXPECT_EQ(metric_name(Metric::sparse_categorical_accuracy), "sparse_categorical_accuracy");
+  EXPECT_EQ(metric_name(Metric::categorical_accuracy), "categorical_accuracy");
+  EXPECT_EQ(metric_name(Metric::binary_accuracy), "binary_accuracy");
+  // Keras 3 (CompileMetrics.result) suffixes a repeated name with _1, _2, ...
+  EXPECT_EQ(metric_keys({Metric::accuracy, Metric::accuracy, Metric::binary_accuracy,
+                         Metric::accuracy, Metric::binary_accuracy}),
+            (std::vector<std::string>{"accuracy", "accuracy_1", "binary_accuracy", "accuracy_2",
+                                      "binary_accuracy_1"}));
+  EXPECT_TRUE(metric_keys({}).empty());
+}
+
+/// fit (2 epochs, with validation) and evaluate of plain_mlp with the given metrics; the
+/// same seeds every time, so runs differ only in what they measure.
+template <class Dev, class L>
+struct MetricRun {
+  History h;
+  Logs eval;
+  std::string log;
+};
+template <class Dev, class L>
+MetricRun<Dev, L> run_with_metrics(const LossConfig& loss, std::vector<Metric> metrics,
+                                   const Tensor<L, CPUDev>& y, const Tensor<L, CPUDev>& vy) {
+  const Problem d = separable(24, 30), v = separable(10, 31);
+  const auto x = to<Dev>(d.x), vx = to<Dev>(v.x);
+  const auto yd = to<Dev>(y), vyd = to<Dev>(vy);
+  auto m = plain_mlp<Dev>();
+  m.build(4);
+  m.compile(SGD{.learning_rate = 0.1}, loss, std::move(metrics));
+  std::ostringstream log;
+  MetricRun<Dev, L> r;
+  r.h = m.fit(
+      x, yd,
+      {.epochs = 2, .batch_size = 5, .validation_data = {vx, vyd}, .verbose = 2, .out = &log});
+  r.eval = m.evaluate(vx, vyd, 4);
+  r.log = log.str();
+  return r;
+}
+
+TYPED_TEST(NnModel, SeveralMetricsEachHaveTheirOwnKeyAndValue) {
+  using Dev = TypeParam;
+  const Problem d = separable(24, 30), v = separable(10, 31);
+  const auto one =
+      run_with_metrics<Dev>(SparseCategoricalCrossentropy{}, {Metric::accuracy}, d.y, v.y);
+  const auto two = run_with_metrics<Dev>(SparseCategoricalCrossentropy{},
+                                         {Metric::accuracy, Metric::accuracy}, d.y, v.y);
+  const auto mixed =
+      run_with_metrics<Dev>(SparseCategoricalCrossentropy{},
+                            {Metric::sparse_categorical_accuracy, Metric::accuracy}, d.y, v.y);
+  const std::vector<double>& want = one.h.history.at("accuracy");
+  const std::vector<double>& want_val = one.h.history.at("val_accuracy");
+  for (double a : want) {
+    EXPECT_GE(a, 0.0);
+    EXPECT_LE(a, 1.0);
+  }
+  // The same metric twice: "accuracy" and "accuracy_1", each the single-metric value.
+  ASSERT_EQ(two.h.history.size(), 6u);
+  for (const char* k : {"accuracy", "accuracy_1"}) {
+    ASSERT_TRUE(two.h.history.count(k)) << k;
+    EXPECT_EQ(two.h.history.at(k), want) << k;
+    EXPECT_EQ(two.h.history.at(std::string("val_") + k), want_val) << k;
+    EXPECT_EQ(two.eval.at(k), one.eval.at("accuracy")) << k;
+  }
+  EXPECT_EQ(two.h.history.at("loss"), one.h.history.at("loss"));
+  EXPECT_EQ(two.eval.size(), 3u);
+  // Two names for the same quantity: both keys, equal values.
+  for (const char* k : {"accuracy", "sparse_categorical_accuracy"}) {
+    ASSERT_TRUE(mixed.h.history.count(k)) << k;
+    EXPECT_EQ(mixed.h.history.at(k), want) << k;
+    EXPECT_EQ(mixed.h.history.at(std::string("val_") + k), want_val) << k;
+    EXPECT_EQ(mixed.eval.at(k), one.eval.at("accuracy")) << k;
+  }
+  // The epoch line shows every metric, training and validation.
+  for (const char* part : {"- accuracy: ", "- accuracy_1: ", "- val_accuracy: ",
+                           "- val_accuracy_1: ", "- loss: ", "- val_loss: "}) {
+    EXPECT_NE(two.log.find(part), std::string::npos) << part << " in\n" << two.log;
+  }
+  EXPECT_NE(mixed.log.find("- sparse_categorical_accuracy: "), std::string::npos) << mixed.log;
+
+  // Float one-hot targets: categorical_accuracy and the "accuracy" it resolves to agree;
+  // binary_accuracy (per element) has its own key and accumulator.
+  const auto onehot = [](const HostI& labels) {
+    HostF t = HostF::zeros({labels.size(), 2});
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      t.data()[i * 2 + static_cast<std::size_t>(labels.data()[i])] = 1;
+    }
+    return t;
+  };
+  const auto cat = run_with_metrics<Dev>(
+      CategoricalCrossentropy{},
+      {Metric::categorical_accuracy, Metric::accuracy, Metric::binary_accuracy}, onehot(d.y),
+      onehot(v.y));
+  ASSERT_EQ(cat.h.history.size(), 8u);
+  EXPECT_EQ(cat.h.history.at("categorical_accuracy"), cat.h.history.at("accuracy"));
+  EXPECT_EQ(cat.eval.at("categorical_accuracy"), cat.eval.at("accuracy"));
+  for (const char* k : {"categorical_accuracy", "accuracy", "binary_accuracy"}) {
+    for (double a : cat.h.history.at(k)) {
+      EXPECT_GE(a, 0.0) << k;
+      EXPECT_LE(a, 1.0) << k;
+    }
+    EXPECT_NE(cat.log.find(std::string("- ") + k + ": "), std::string::npos) << k << cat.log;
+  }
+  // With softmax over two classes, the arg-max and the 0.5 threshold agree except at ties.
+  EXPECT_NEAR(cat.eval.at("binary_accuracy"), cat.eval.at("accuracy"), 1e-6);
 }
 
 TYPED_TEST(NnModel, LossDecreasesOnALearnableProblem) {
@@ -632,14 +742,36 @@ TYPED_TEST(NnModel, TypedErrors) {
   EXPECT_TRUE(throws_with<shape_error>(
       [&] { m.value_and_gradient(x, y9, SparseCategoricalCrossentropy{}); }, "9 labels",
       "[10, 2]"));
-  // Label type against the loss: int labels with MSE, float labels with the sparse loss.
-  EXPECT_TRUE(throws_with<argument_error>([&] { m.value_and_gradient(x, y, MeanSquaredError{}); },
-                                          "mean_squared_error", "float targets"));
+  // Label type against the loss. With a loss type, value_and_gradient does not compile
+  // (tests/compile_fail/model_value_and_gradient_*_labels_*.cpp); the loss of compile() and
+  // a LossConfig are run-time values, checked at run time, before any step.
+  EXPECT_TRUE(throws_with<argument_error>(
+      [&] { m.value_and_gradient(x, y, LossConfig{MeanSquaredError{}}); }, "value_and_gradient",
+      "mean_squared_error", "float targets", "int32 class indices"));
   const auto yf = to<Dev>(HostF::zeros({10, 2}));
-  EXPECT_TRUE(throws_with<argument_error>([&] { m.fit(x, yf, {.verbose = 0}); },
-                                          "sparse_categorical_crossentropy", "int32"));
-  EXPECT_TRUE(
-      throws_with<argument_error>([&] { m.evaluate(x, yf); }, "sparse_categorical_crossentropy"));
+  EXPECT_TRUE(throws_with<argument_error>(
+      [&] { m.value_and_gradient(x, yf, LossConfig{SparseCategoricalCrossentropy{}}); },
+      "sparse_categorical_crossentropy", "int32 class labels"));
+  {
+    const auto before = host_weights(m);
+    EXPECT_TRUE(throws_with<argument_error>([&] { m.fit(x, yf, {.verbose = 0}); }, "fit",
+                                            "sparse_categorical_crossentropy", "int32"));
+    const auto after = host_weights(m);
+    for (std::size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(bitwise_equal(before[i], after[i]));
+  }
+  EXPECT_TRUE(throws_with<argument_error>([&] { m.evaluate(x, yf); }, "evaluate",
+                                          "sparse_categorical_crossentropy"));
+  // Metrics against the labels, before any step too.
+  {
+    auto mc = plain_mlp<Dev>();
+    mc.compile(SGD{}, SparseCategoricalCrossentropy{}, {Metric::categorical_accuracy});
+    mc.build(1);
+    const auto before = host_weights(mc);
+    EXPECT_TRUE(throws_with<argument_error>([&] { mc.fit(x, y, {.verbose = 0}); },
+                                            "categorical_accuracy", "float targets"));
+    const auto after = host_weights(mc);
+    for (std::size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(bitwise_equal(before[i], after[i]));
+  }
   // Target shape for the dense losses.
   const auto yf3 = to<Dev>(HostF::zeros({10, 3}));
   EXPECT_TRUE(throws_with<shape_error>(
@@ -662,6 +794,134 @@ TYPED_TEST(NnModel, TypedErrors) {
   EXPECT_TRUE(throws_with<shape_error>([&] { conv.build(); }, "does not fit"));
   Sequential<Dev> flat_conv(Input({4}), Conv2D(1, {1, 1}));
   EXPECT_TRUE(throws_with<shape_error>([&] { flat_conv.build(); }, "[height, width, channels]"));
+}
+
+// Sparse labels outside [0, classes) raise label_error, as Keras does on the CPU, on every
+// device; on a device the check costs no read per step (see the transfer tests below).
+TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
+  using Dev = TypeParam;
+  const Problem d = separable(12, 40), v = separable(6, 41);
+  const auto x = to<Dev>(d.x), vx = to<Dev>(v.x);
+  const auto y = to<Dev>(d.y), vy = to<Dev>(v.y);
+  HostI bad_h = d.y, neg_h = d.y, both_h = d.y;
+  bad_h.data()[7] = 2;  // two classes: 2 is one too many
+  neg_h.data()[3] = -1;
+  both_h.data()[0] = 5;
+  both_h.data()[9] = -3;
+  both_h.data()[10] = 4;
+  const auto bad = to<Dev>(bad_h), neg = to<Dev>(neg_h), both = to<Dev>(both_h);
+  auto m = plain_mlp<Dev>();
+  m.build(1);
+  m.compile(SGD{.learning_rate = 0.1}, SparseCategoricalCrossentropy{}, {Metric::accuracy});
+  const auto w0 = host_weights(m);
+  const auto unchanged = [&] {
+    const auto w = host_weights(m);
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      if (!bitwise_equal(w[i], w0[i])) return ::testing::AssertionFailure() << "weight " << i;
+    }
+    return ::testing::AssertionSuccess();
+  };
+
+  // fit: training or validation labels, checked before the first step.
+  EXPECT_TRUE(throws_with<label_error>([&] { m.fit(x, bad, {.epochs = 2, .verbose = 0}); },
+                                       "locus::Sequential::fit", "label 2 is outside", "[0, 2)",
+                                       "2 classes"));
+  EXPECT_TRUE(unchanged());
+  EXPECT_TRUE(throws_with<label_error>([&] { m.fit(x, neg, {.verbose = 0}); }, "label -1"));
+  EXPECT_TRUE(throws_with<label_error>(
+      [&] {
+        m.fit(x, y, {.validation_data = {vx, to<Dev>(HostI{0, 1, 1, 7, 0, 1})}, .verbose = 0});
+      },
+      "validation labels", "label 7"));
+  EXPECT_TRUE(unchanged());
+  try {
+    m.fit(x, both, {.verbose = 0});
+    ADD_FAILURE() << "no label_error";
+  } catch (const label_error& e) {
+    // The smallest negative and the largest too-large label, the same on every device.
+    EXPECT_NE(std::string(e.what()).find("labels -3 and 5 are outside the valid range [0, 2)"),
+              std::string::npos)
+        << e.what();
+    EXPECT_EQ(e.label(), -3);
+    EXPECT_EQ(e.classes(), 2u);
+    const argument_error& base = e;  // a label_error is an argument_error
+    EXPECT_NE(std::string(base.what()).find("[0, 2)"), std::string::npos);
+  }
+  EXPECT_TRUE(unchanged());
+
+  // evaluate.
+  EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, bad, 5); },
+                                       "locus::Sequential::evaluate", "label 2", "[0, 2)"));
+  EXPECT_TRUE(throws_with<label_error>(
+      [&] {
+        m.evaluate(vx, to<Dev>(HostI{0, 1, -4, 0, 1, 1}));
+      },
+      "label -4"));
+
+  // value_and_gradient: at once on the host; on a device at the next synchronisation point
+  // (check_labels, fit or evaluate), because raising in the call would cost a read per step.
+  if constexpr (HostDevice<Dev>) {
+    EXPECT_TRUE(throws_with<label_error>(
+        [&] { m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{}); },
+        "locus::Sequential::value_and_gradient", "label 2", "[0, 2)"));
+    EXPECT_TRUE(throws_with<label_error>(
+        [&] { m.value_and_gradient(x, neg, LossConfig{SparseCategoricalCrossentropy{}}); },
+        "label -1"));
+  } else {
+    auto r = m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{});
+    EXPECT_EQ(r.grads.size(), 4u);
+    EXPECT_TRUE(throws_with<label_error>(
+        [&] { m.check_labels(); }, "locus::Sequential::value_and_gradient", "label 2", "[0, 2)"));
+    EXPECT_NO_THROW(m.check_labels());  // the record was cleared
+    r = m.value_and_gradient(x, neg, SparseCategoricalCrossentropy{});
+    // A later fit reports it before its first step, and names where it came from.
+    EXPECT_TRUE(throws_with<label_error>([&] { m.fit(x, y, {.verbose = 0}); },
+                                         "value_and_gradient (an earlier call", "label -1"));
+    EXPECT_NO_THROW(m.check_labels());
+    r = m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{});
+    EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, y); },
+                                         "value_and_gradient (an earlier call, found by "
+                                         "locus::Sequential::evaluate)",
+                                         "label 2"));
+    // Both at once: evaluate's own labels first, the earlier call's at the next check.
+    r = m.value_and_gradient(x, neg, SparseCategoricalCrossentropy{});
+    EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, bad); },
+                                         "locus::Sequential::evaluate: label 2"));
+    EXPECT_TRUE(throws_with<label_error>([&] { m.check_labels(); }, "label -1"));
+  }
+  EXPECT_NO_THROW(m.check_labels());
+  EXPECT_TRUE(unchanged());
+
+  // The model is still usable: good labels train and evaluate as before.
+  const History h = m.fit(x, y, {.epochs = 1, .validation_data = {vx, vy}, .verbose = 0});
+  EXPECT_TRUE(std::isfinite(h.last("loss")));
+  EXPECT_TRUE(std::isfinite(m.evaluate(x, y).at("loss")));
+  EXPECT_FALSE(unchanged());
+}
+
+// nn::compute_loss on its own raises too (on a device it reads the record back at once);
+// given a status it only records, on the device.
+TYPED_TEST(NnModel, SparseLossOnItsOwnRaisesLabelError) {
+  using Dev = TypeParam;
+  const auto out = to<Dev>(HostF{{0.2f, 0.8f}, {0.6f, 0.4f}, {0.5f, 0.5f}});
+  const auto good = to<Dev>(HostI{1, 0, 1});
+  const auto bad = to<Dev>(HostI{1, 2, 1});
+  EXPECT_NO_THROW(nn::compute_loss(SparseCategoricalCrossentropy{}, out, good));
+  EXPECT_TRUE(
+      throws_with<label_error>([&] { nn::compute_loss(SparseCategoricalCrossentropy{}, out, bad); },
+                               "sparse_categorical_crossentropy", "label 2", "[0, 2)"));
+  if constexpr (!HostDevice<Dev>) {
+    auto status = nn::new_label_status<Dev>();
+    reset_stats<Dev>();
+    const auto lv = nn::compute_loss(SparseCategoricalCrossentropy{}, out, bad, &status);
+    EXPECT_EQ(stats<Dev>().transfer_calls(), 0u);
+    EXPECT_TRUE(same_values(status, HostI{0, 2}, 0, 0));
+    // The bad row adds nothing: the loss is that of the good rows over all three.
+    EXPECT_NEAR(host(lv.value).item(), -(std::log(0.8) + std::log(0.5)) / 3, 1e-6);
+    EXPECT_TRUE(throws_with<label_error>([&] { nn::raise_label_status(status, 2, "here"); },
+                                         "here: label 2"));
+    EXPECT_TRUE(same_values(status, HostI{0, 0}, 0, 0));  // cleared
+  }
 }
 
 TYPED_TEST(NnModel, BuildsAtFirstCallWithoutInput) {
@@ -720,9 +980,11 @@ TYPED_TEST(NnModel, TrainingStepMakesNoTransfers) {
   }
 }
 
-// sequential.hpp: a training epoch uploads the shuffle permutation once and reads two
-// scalars (loss and correct-prediction sums) per evaluation of the logs: once for the
-// training epoch and once for the validation pass.
+// sequential.hpp: fit checks the range of sparse labels (training and validation) with one
+// read of 6 int32 before its first step; a training epoch uploads the shuffle permutation
+// once and reads the sums (loss and every metric, packed into one small vector) once per
+// evaluation of the logs: once for the training epoch and once for the validation pass.
+// evaluate reads its sums and the label records of the one-hot kernel in one read.
 TYPED_TEST(NnModel, FitAndEvaluateMakeOnlyTheDocumentedTransfers) {
   using Dev = TypeParam;
   constexpr bool gpu = !HostDevice<Dev>;
@@ -738,31 +1000,88 @@ TYPED_TEST(NnModel, FitAndEvaluateMakeOnlyTheDocumentedTransfers) {
   m.fit(x, y,
         {.epochs = 2, .batch_size = 8, .validation_data = {vx, vy}, .verbose = 1, .out = &log});
   transfer_stats s = stats<Dev>();
-  EXPECT_EQ(s.host_to_device_calls, gpu ? 2u : 0u);                // one permutation per epoch
-  EXPECT_EQ(s.host_to_device_bytes, gpu ? 2u * 20 * 4 : 0u);       // 20 int32 indices
-  EXPECT_EQ(s.device_to_host_calls, gpu ? 2u * (2 + 2) : 0u);      // loss + accuracy, train + val
-  EXPECT_EQ(s.device_to_host_bytes, gpu ? 2u * (2 + 2) * 4 : 0u);  // float scalars
+  EXPECT_EQ(s.host_to_device_calls, gpu ? 2u : 0u);           // one permutation per epoch
+  EXPECT_EQ(s.host_to_device_bytes, gpu ? 2u * 20 * 4 : 0u);  // 20 int32 indices
+  // The label check, then per epoch the training sums and the validation sums.
+  EXPECT_EQ(s.device_to_host_calls, gpu ? 1u + 2u * (1 + 1) : 0u);
+  EXPECT_EQ(s.device_to_host_bytes, gpu ? 6u * 4 + 2u * (2 + 2) * 4 : 0u);  // loss + accuracy
   EXPECT_EQ(s.device_to_device_calls, 0u);
 
   reset_stats<Dev>();
   m.fit(x, y, {.epochs = 3, .batch_size = 8, .shuffle = false, .verbose = 0});
   s = stats<Dev>();
   EXPECT_EQ(s.host_to_device_calls, 0u);
-  EXPECT_EQ(s.device_to_host_calls, gpu ? 3u * 2 : 0u);
+  EXPECT_EQ(s.device_to_host_calls, gpu ? 1u + 3u : 0u);
 
   reset_stats<Dev>();
   m.evaluate(x, y, 3);
   s = stats<Dev>();
   EXPECT_EQ(s.host_to_device_calls, 0u);
-  EXPECT_EQ(s.device_to_host_calls, gpu ? 2u : 0u);
+  EXPECT_EQ(s.device_to_host_calls, gpu ? 1u : 0u);
+  // The loss, accuracy, and two label records (evaluate's own and the custom loop's).
+  EXPECT_EQ(s.device_to_host_bytes, gpu ? (2u + 2u + 2u) * 4 : 0u);
 
-  // Without a metric only the loss sum is read.
+  // Three metrics cost no more reads than one: the sums travel together.
+  m.compile(SGD{}, SparseCategoricalCrossentropy{},
+            {Metric::accuracy, Metric::accuracy, Metric::sparse_categorical_accuracy});
+  reset_stats<Dev>();
+  m.fit(x, y, {.epochs = 2, .batch_size = 8, .validation_data = {vx, vy}, .verbose = 0});
+  s = stats<Dev>();
+  EXPECT_EQ(s.device_to_host_calls, gpu ? 1u + 2u * (1 + 1) : 0u);
+  EXPECT_EQ(s.device_to_host_bytes, gpu ? 6u * 4 + 2u * (4 + 4) * 4 : 0u);
+  reset_stats<Dev>();
+  m.evaluate(x, y, 3);
+  EXPECT_EQ(stats<Dev>().device_to_host_calls, gpu ? 1u : 0u);
+
+  // Without a metric only the loss sum is read (and the label check).
   m.compile(SGD{}, SparseCategoricalCrossentropy{});
   reset_stats<Dev>();
   m.fit(x, y, {.epochs = 1, .batch_size = 8, .verbose = 0});
   s = stats<Dev>();
   EXPECT_EQ(s.host_to_device_calls, gpu ? 1u : 0u);
-  EXPECT_EQ(s.device_to_host_calls, gpu ? 1u : 0u);
+  EXPECT_EQ(s.device_to_host_calls, gpu ? 1u + 1u : 0u);
+
+  // Float targets need no label check.
+  Sequential<Dev> reg(Input({4}), Dense(1));
+  reg.build(0);
+  reg.compile(SGD{}, MeanSquaredError{});
+  const auto t = to<Dev>(random_host<float>({20, 1}, 20));
+  reset_stats<Dev>();
+  reg.fit(x, t, {.epochs = 2, .batch_size = 8, .shuffle = false, .verbose = 0});
+  EXPECT_EQ(stats<Dev>().device_to_host_calls, gpu ? 2u : 0u);
+}
+
+// Out-of-range labels in a custom loop cost no transfer on a device either: the record
+// stays there until check_labels() (one read) or the next fit/evaluate.
+TYPED_TEST(NnModel, LabelCheckOfACustomLoopMakesNoTransfers) {
+  using Dev = TypeParam;
+  constexpr bool gpu = !HostDevice<Dev>;
+  const Problem d = separable(16, 21);
+  HostI bad_h = d.y;
+  bad_h.data()[5] = 9;
+  const auto x = to<Dev>(d.x);
+  const auto y = to<Dev>(d.y);
+  const auto bad = to<Dev>(bad_h);
+  auto m = plain_mlp<Dev>();
+  m.build(1);
+  Optimizer<Dev> opt(SGD{});
+  auto r = m.value_and_gradient(x, y, SparseCategoricalCrossentropy{});  // warm-up
+  reset_stats<Dev>();
+  for (int i = 0; i < 3; ++i) {
+    r = m.value_and_gradient(x, y, SparseCategoricalCrossentropy{});
+    opt.apply_gradients(r.grads, m);
+  }
+  EXPECT_EQ(stats<Dev>().transfer_calls(), 0u);
+  EXPECT_NO_THROW(m.check_labels());
+  EXPECT_EQ(stats<Dev>().device_to_host_calls, gpu ? 1u : 0u);
+  if constexpr (gpu) {
+    reset_stats<Dev>();
+    r = m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{});
+    opt.apply_gradients(r.grads, m);
+    EXPECT_EQ(stats<Dev>().transfer_calls(), 0u);
+    EXPECT_TRUE(throws_with<label_error>([&] { m.check_labels(); }, "label 9", "[0, 2)"));
+    EXPECT_EQ(stats<Dev>().device_to_host_calls, 1u);
+  }
 }
 
 }  // namespace

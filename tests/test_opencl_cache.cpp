@@ -2,16 +2,25 @@
 // recovery from corrupt or truncated entries.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <string>
+#include <vector>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <locus/locus.hpp>
+
+extern char** environ;
 
 namespace {
 
@@ -141,11 +150,78 @@ TEST_F(OpenCLDiskCache, LibraryKernelsComeBackFromDisk) {
   EXPECT_EQ(to<C>(d)(99), 5.f);
 }
 
+// Runs this test binary again as a fresh process, with only `test` selected, in the
+// environment of this one less LOCUS_KERNEL_CACHE_DIR (and gtest's own variables), plus
+// LOCUS_TEST_FRESH_PROCESS=1. Returns its exit status; its output goes to *output.
+int run_fresh_process(const std::string& test, std::string* output) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    const std::string v = *e;
+    if (v.rfind("LOCUS_KERNEL_CACHE_DIR=", 0) == 0 || v.rfind("GTEST_", 0) == 0) continue;
+    env.push_back(v);
+  }
+  env.push_back("LOCUS_TEST_FRESH_PROCESS=1");
+  std::vector<char*> envp;
+  for (auto& v : env) envp.push_back(v.data());
+  envp.push_back(nullptr);
+  std::string exe = "/proc/self/exe", filter = "--gtest_filter=" + test;
+  char* argv[] = {exe.data(), filter.data(), nullptr};
+  const std::string log =
+      (fs::temp_directory_path() / ("locus_fresh_process_" + std::to_string(::getpid()) + ".log"))
+          .string();
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    *output = "posix_spawn failed: " + std::to_string(rc);
+    return -1;
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::ifstream in(log);
+  output->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::error_code ec;
+  fs::remove(log, ec);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The default, as a program that sets nothing gets it: checked in a fresh process, since
+// in this one other tests have called set_kernel_cache_dir() already.
 TEST(OpenCLCache, DiskCacheIsOffByDefault) {
-  opencl::set_kernel_cache_dir("");
-  EXPECT_EQ(opencl::kernel_cache_dir(), "");
-  const ocl::program_source src("x", "__kernel void twice(__global float* x) {}", "");
-  EXPECT_EQ(backend_for<G>::ctx().programs->disk_path(src), "");
+  if (std::getenv("LOCUS_TEST_FRESH_PROCESS")) {
+    // The fresh process: no LOCUS_KERNEL_CACHE_DIR and no API call before this point.
+    ASSERT_EQ(std::getenv("LOCUS_KERNEL_CACHE_DIR"), nullptr);
+    EXPECT_EQ(opencl::kernel_cache_dir(), "");
+    const ocl::program_source src(
+        "default_cache_probe",
+        "// " + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) +
+            "\n__kernel void twice(__global float* x) { x[get_global_id(0)] *= 2.0f; }\n",
+        "-cl-std=CL1.2");
+    auto& dc = backend_for<G>::ctx();  // opens the device: it builds a program already
+    EXPECT_EQ(dc.programs->disk_path(src), "");
+    {
+      std::lock_guard lk(dc.mutex);
+      (void)dc.programs->kernel(src, "twice");
+    }
+    Tensor<float, G> t = Tensor<float, G>::full({8}, 2.f) * 3.f;
+    EXPECT_EQ(to<C>(t)(7), 6.f);
+    // Nothing in this whole process touched a disk cache.
+    const auto st = opencl::kernel_cache_info<G>();
+    EXPECT_GE(st.source_builds, 3u);
+    EXPECT_EQ(st.disk_writes, 0u);
+    EXPECT_EQ(st.disk_hits, 0u);
+    EXPECT_EQ(st.disk_rejected, 0u);
+    return;
+  }
+  std::string out;
+  const int status = run_fresh_process("OpenCLCache.DiskCacheIsOffByDefault", &out);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_TRUE(out.find("[  PASSED  ] 1 test") != std::string::npos) << out;
 }
 
 }  // namespace

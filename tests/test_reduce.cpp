@@ -1,5 +1,6 @@
 // sum, mean, max, min and argmax over each axis (negative axes, keepdims) and over
 // everything, on every device, against a float64 reference and against the other device.
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -314,4 +315,51 @@ TYPED_TEST(ReduceTest, BadAxisNamesOpAndShape) {
   EXPECT_THROW((void)sum(x, 3), shape_error);
 }
 
+// eval() of a tensor lvalue is the tensor itself, not a copy; of an rvalue, the same
+// storage moved in; of an expression, a new tensor.
+TYPED_TEST(ReduceTest, EvalOfATensorDoesNotCopyIt) {
+  using Dev = TypeParam;
+  const auto x = Tensor<float, Dev>::uniform({64, 33}, 3);
+  const auto& same = eval(x);
+  EXPECT_EQ(&same, &x);
+  // The identity of a buffer's memory: its host pointer or its OpenCL handle.
+  const auto memory_of = [](const auto& t) -> const void* {
+    if constexpr (requires { t.storage().handle(); }) {
+      return t.storage().handle();
+    } else {
+      return t.storage().data();
+    }
+  };
+  auto y = Tensor<float, Dev>::uniform({64, 33}, 4);
+  const void* memory = memory_of(y);
+  const auto moved = eval(std::move(y));
+  EXPECT_EQ(memory_of(moved), memory);
+  const auto computed = eval(x * 2.f);
+  EXPECT_TRUE(allclose(to<CPUDev>(computed), to<CPUDev>(Tensor<float, Dev>(x + x))));
+}
+
 }  // namespace
+
+// A reduction of a tensor reads it in place: on a device with memory accounting, reducing
+// a tensor of S bytes raises the peak by the size of the result, not by S (before the
+// fix, every reduction started with a full device copy of its operand).
+TEST(ReduceMemory, ReductionsOfATensorMakeNoDeviceCopy) {
+  using G = locus_test::GPUDev;
+  using namespace locus;
+  const auto before = memory_info<G>();
+  // Larger than anything this process has held so far, so the tensor sets a new peak.
+  const std::size_t elements =
+      (before.peak > before.in_use ? before.peak - before.in_use : 0) / sizeof(float) + (1u << 20);
+  const auto x = Tensor<float, G>::uniform({elements / 64, 64}, 5);
+  const auto with_x = memory_info<G>();
+  ASSERT_GE(with_x.peak, with_x.in_use);
+  const std::size_t bytes = x.size() * sizeof(float);
+  float acc = 0;
+  acc += to<Device<CPU>>(sum(x)).item() + to<Device<CPU>>(mean(x)).item();
+  acc += to<Device<CPU>>(max(x)).item() + to<Device<CPU>>(min(x, 0))(0);
+  acc += float(to<Device<CPU>>(argmax(x)).item() + to<Device<CPU>>(argmax(x, 1))(0));
+  EXPECT_TRUE(std::isfinite(acc));
+  EXPECT_LT(memory_info<G>().peak - with_x.peak, bytes / 4)
+      << "a reduction of a " << bytes << "-byte tensor raised the device memory peak from "
+      << with_x.peak << " to " << memory_info<G>().peak;
+}

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -31,6 +32,21 @@ class axis_error : public shape_error {
 class argument_error : public error {
  public:
   using error::error;
+};
+
+/// A class label outside [0, classes) given to a sparse loss (Keras raises
+/// InvalidArgumentError on the CPU). label() is the offending value (the smallest negative
+/// one, else the largest one), classes() the number of classes of the model's output.
+class label_error : public argument_error {
+ public:
+  label_error(const std::string& what, std::int64_t label, std::size_t classes)
+      : argument_error(what), label_(label), classes_(classes) {}
+  std::int64_t label() const noexcept { return label_; }
+  std::size_t classes() const noexcept { return classes_; }
+
+ private:
+  std::int64_t label_;
+  std::size_t classes_;
 };
 
 /// A device could not be used. Never followed by a silent fallback to another device.

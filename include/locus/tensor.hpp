@@ -420,12 +420,18 @@ class Tensor {
   buffer_type buf_;
 };
 
-/// Evaluates any operand into a tensor on its own device (a tensor is returned as is).
+/// Evaluates any operand into a tensor on its own device. A tensor is returned as is: an
+/// lvalue by const reference (no copy: reductions, matmul and transfers of a tensor read
+/// it in place), an rvalue moved into the result. An expression is computed into a new
+/// tensor. Bind the result with `const auto&` (or `auto&&`); `auto t = eval(x)` makes
+/// the copy explicit.
 template <Operand E>
-auto eval(E&& e) {
+decltype(auto) eval(E&& e) {
   using D = std::remove_cvref_t<E>;
-  if constexpr (is_tensor_v<D>) {
-    return D(std::forward<E>(e));
+  if constexpr (is_tensor_v<D> && std::is_lvalue_reference_v<E>) {
+    return static_cast<const D&>(e);
+  } else if constexpr (is_tensor_v<D>) {
+    return D(std::move(e));
   } else {
     return Tensor<typename D::value_type, typename D::device_type>(e);
   }

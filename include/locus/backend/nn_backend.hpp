@@ -26,9 +26,16 @@
 //       dst row r = src row index[r], r < count (rows of row_len elements). Used to
 //       shuffle a data set on its own device. Must also work for T = std::int32_t.
 //   static void one_hot(const B<std::int32_t>& labels, std::size_t count, std::size_t classes,
-//                       B<T>& dst);
-//       dst is [count, classes]: 1 at (r, labels[r]), 0 elsewhere (labels out of range
-//       give an all-zero row).
+//                       B<T>& dst, B<std::int32_t>& status);
+//       dst is [count, classes]: 1 at (r, labels[r]), 0 elsewhere. A label outside
+//       [0, classes) gives an all-zero row and is recorded in `status` (2 elements, which
+//       the call only ever lowers or raises, never resets): status[0] = min(status[0], l)
+//       for a negative label l, status[1] = max(status[1], l) for l >= classes. Starting
+//       from {0, 0}, the status is still {0, 0} after any number of calls exactly when every
+//       label was in range. A device backend records without reading anything back (no
+//       round trip, no wait); the caller reads the status when it synchronises anyway
+//       (see nn/losses.hpp and Sequential). The overload without `status` records nothing
+//       (for callers that checked their labels already).
 #pragma once
 
 #include <cstddef>

@@ -8,6 +8,7 @@
 // sigmoid), whose gradients are (softmax(z) - y) / N and (sigmoid(z) - y) / N.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -16,6 +17,7 @@
 #include "../error.hpp"
 #include "../ops/reduce.hpp"
 #include "../tensor.hpp"
+#include "../transfer.hpp"
 #include "activation.hpp"
 
 namespace locus {
@@ -47,7 +49,100 @@ template <class Loss, class T>
 using label_type_t =
     std::conditional_t<std::is_same_v<Loss, SparseCategoricalCrossentropy>, std::int32_t, T>;
 
+/// Whether `Loss` takes labels of element type L for a model computing in T.
+template <class Loss, class L, class T>
+inline constexpr bool loss_takes_labels_v =
+    is_loss_v<Loss> && (std::is_same_v<L, label_type_t<Loss, T>>);
+
+namespace detail {
+
+/// Does not compile, with one sentence saying what to do, when `Loss` does not take labels
+/// of element type L for a model computing in T. Exactly one assertion fails per mistake.
+template <class Loss, class L, class T>
+constexpr void require_loss_labels() {
+  static_assert(is_loss_v<Loss>,
+                "locus: not a loss; use SparseCategoricalCrossentropy, "
+                "CategoricalCrossentropy, BinaryCrossentropy or MeanSquaredError");
+  if constexpr (std::is_same_v<Loss, SparseCategoricalCrossentropy>) {
+    static_assert(std::is_same_v<L, std::int32_t>,
+                  "locus: SparseCategoricalCrossentropy needs integer class labels "
+                  "(Tensor<std::int32_t, Dev>), got floating-point labels; use "
+                  "CategoricalCrossentropy for one-hot float labels or "
+                  "locus::cast<std::int32_t>(labels)");
+  } else if constexpr (std::is_same_v<L, std::int32_t>) {
+    static_assert(!std::is_same_v<Loss, CategoricalCrossentropy>,
+                  "locus: CategoricalCrossentropy needs one-hot float targets shaped like the "
+                  "output (Tensor<T, Dev>, T the model's element type), got int32 class labels; "
+                  "use SparseCategoricalCrossentropy for class indices");
+    static_assert(!std::is_same_v<Loss, BinaryCrossentropy>,
+                  "locus: BinaryCrossentropy needs float targets shaped like the output "
+                  "(Tensor<T, Dev>, T the model's element type), got int32 labels; convert them "
+                  "with locus::cast<T>(labels)");
+    static_assert(!std::is_same_v<Loss, MeanSquaredError>,
+                  "locus: MeanSquaredError needs float targets shaped like the output "
+                  "(Tensor<T, Dev>, T the model's element type), got int32 labels; convert them "
+                  "with locus::cast<T>(labels)");
+  } else {
+    static_assert(std::is_same_v<L, T>,
+                  "locus: the targets have another floating-point type than the model (a float "
+                  "model takes Tensor<float, Dev> targets, a double model Tensor<double, Dev>); "
+                  "convert them with locus::cast<T>(labels)");
+  }
+}
+
+}  // namespace detail
+
 namespace nn {
+
+/// Throws label_error for sparse labels outside [0, classes): `lo` is the smallest negative
+/// label seen (0 if none), `hi` the largest label >= classes (0 if none).
+[[noreturn]] inline void throw_label_range(std::int64_t lo, std::int64_t hi, std::size_t classes,
+                                           const std::string& where) {
+  const std::string range = "[0, " + std::to_string(classes) + ")";
+  std::string what = where + ": ";
+  if (lo < 0 && hi > 0) {
+    what += "labels " + std::to_string(lo) + " and " + std::to_string(hi) + " are";
+  } else {
+    what += "label " + std::to_string(lo < 0 ? lo : hi) + " is";
+  }
+  what += " outside the valid range " + range + " of an output with " + std::to_string(classes) +
+          " classes; sparse labels are class indices 0 to " + std::to_string(classes) + " - 1";
+  throw label_error(what, lo < 0 ? lo : hi, classes);
+}
+
+/// Host labels: throws label_error (smallest negative and largest too-large label) when any
+/// of the n labels is outside [0, classes).
+inline void check_labels(const std::int32_t* labels, std::size_t n, std::size_t classes,
+                         const std::string& where) {
+  std::int32_t lo = 0, hi = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (labels[i] < 0) {
+      lo = std::min(lo, labels[i]);
+    } else if (static_cast<std::size_t>(labels[i]) >= classes) {
+      hi = std::max(hi, labels[i]);
+    }
+  }
+  if (lo < 0 || hi > 0) throw_label_range(lo, hi, classes, where);
+}
+
+/// A fresh label status on Dev for the checked one_hot (nn_backend.hpp): {0, 0}.
+template <class Dev>
+Tensor<std::int32_t, Dev> new_label_status() {
+  return Tensor<std::int32_t, Dev>::zeros({2});
+}
+
+/// Reads a label status (on a device: one counted transfer of 8 bytes) and, when it records
+/// a bad label, resets it to {0, 0} (so the caller stays usable) and throws label_error.
+template <class Dev>
+void raise_label_status(Tensor<std::int32_t, Dev>& status, std::size_t classes,
+                        const std::string& where) {
+  const Tensor<std::int32_t, Device<CPU>> h = to<Device<CPU>>(status);
+  const std::int32_t lo = h.data()[0], hi = h.data()[1];
+  if (lo < 0 || hi > 0) {
+    backend_t<Dev>::fill(status.storage(), std::int32_t(0));
+    throw_label_range(lo, hi, classes, where);
+  }
+}
 
 template <class T, class Dev>
 struct loss_value {
@@ -57,11 +152,19 @@ struct loss_value {
 
 inline constexpr double clip_epsilon = 1e-7;
 
-/// One-hot rows of `labels` ([N] class indices) with `classes` columns.
+/// One-hot rows of `labels` ([N] class indices) with `classes` columns. A label out of
+/// range gives a zero row and, when `status` is given, is recorded there on the device
+/// (nn_backend.hpp); reading the record is the caller's business.
 template <class T, class Dev>
-Tensor<T, Dev> one_hot(const Tensor<std::int32_t, Dev>& labels, std::size_t classes) {
+Tensor<T, Dev> one_hot(const Tensor<std::int32_t, Dev>& labels, std::size_t classes,
+                       Tensor<std::int32_t, Dev>* status = nullptr) {
   Tensor<T, Dev> out(uninitialized, {labels.size(), classes});
-  nn_backend_for<Dev>::one_hot(labels.storage(), labels.size(), classes, out.storage());
+  if (status) {
+    nn_backend_for<Dev>::one_hot(labels.storage(), labels.size(), classes, out.storage(),
+                                 status->storage());
+  } else {
+    nn_backend_for<Dev>::one_hot(labels.storage(), labels.size(), classes, out.storage());
+  }
   return out;
 }
 
@@ -97,15 +200,32 @@ void require_batch_match(const Tensor<T, Dev>& out, std::size_t labels, const ch
   }
 }
 
+/// Labels outside [0, classes) raise label_error, as Keras does on the CPU. On the host they
+/// are checked here, before anything is computed. On a device, with `status`, they are
+/// recorded there by the one-hot kernel (their rows then add nothing to the loss and its
+/// gradient) and the caller reads the record when it synchronises anyway (Sequential does);
+/// without `status` this call reads a fresh record back at once (one 8-byte transfer).
 template <class T, class Dev>
 loss_value<T, Dev> compute_loss(const SparseCategoricalCrossentropy& l, const Tensor<T, Dev>& out,
-                                const Tensor<std::int32_t, Dev>& labels) {
+                                const Tensor<std::int32_t, Dev>& labels,
+                                Tensor<std::int32_t, Dev>* status = nullptr) {
   require_batch_match(out, labels.size(), l.name);
   if (out.rank() != 2) {
     throw shape_error("locus::sparse_categorical_crossentropy: expects an output of shape [N, classes], got " +
                       to_string(out.shape()));
   }
-  return categorical_crossentropy(out, one_hot<T>(labels, out.shape()[1]), l.from_logits);
+  const std::size_t classes = out.shape()[1];
+  if constexpr (HostDevice<Dev>) {
+    check_labels(labels.data(), labels.size(), classes, "locus::sparse_categorical_crossentropy");
+    return categorical_crossentropy(out, one_hot<T>(labels, classes), l.from_logits);
+  } else {
+    if (status)
+      return categorical_crossentropy(out, one_hot<T>(labels, classes, status), l.from_logits);
+    Tensor<std::int32_t, Dev> own = new_label_status<Dev>();
+    const Tensor<T, Dev> y = one_hot<T>(labels, classes, &own);
+    raise_label_status(own, classes, "locus::sparse_categorical_crossentropy");
+    return categorical_crossentropy(out, y, l.from_logits);
+  }
 }
 
 template <class T, class Dev>
@@ -146,6 +266,14 @@ loss_value<T, Dev> compute_loss(const MeanSquaredError& l, const Tensor<T, Dev>&
   }
   const double inv = 1.0 / static_cast<double>(out.size() ? out.size() : 1);
   return {scaled(sum(square(out - y)), inv), (out - y) * static_cast<T>(2 * inv)};
+}
+
+/// A loss with labels it does not take: a compile error that says what to do.
+template <class Loss, class T, class Dev, class L>
+  requires(is_loss_v<Loss> && !loss_takes_labels_v<Loss, L, T>)
+loss_value<T, Dev> compute_loss(const Loss&, const Tensor<T, Dev>&, const Tensor<L, Dev>&) {
+  detail::require_loss_labels<Loss, L, T>();
+  return {};
 }
 
 }  // namespace nn

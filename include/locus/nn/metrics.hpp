@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "../ops/reduce.hpp"
 #include "../tensor.hpp"
@@ -24,7 +26,35 @@ Metric resolve_metric(Metric m) {
   return Metric::binary_accuracy;
 }
 
-inline std::string metric_name(Metric) { return "accuracy"; }
+/// The metric's name, as Keras names it: the "accuracy" string keeps its own name whatever
+/// it resolves to, a metric object has its class's snake-case name.
+inline std::string metric_name(Metric m) {
+  switch (m) {
+    case Metric::accuracy:
+      return "accuracy";
+    case Metric::sparse_categorical_accuracy:
+      return "sparse_categorical_accuracy";
+    case Metric::categorical_accuracy:
+      return "categorical_accuracy";
+    case Metric::binary_accuracy:
+      return "binary_accuracy";
+  }
+  return "metric";
+}
+
+/// The History/evaluate keys of compiled metrics, in order. A name given more than once is
+/// made distinct as Keras 3 does (CompileMetrics.result(): the second "accuracy" is
+/// "accuracy_1", the third "accuracy_2"), rather than rejected.
+inline std::vector<std::string> metric_keys(const std::vector<Metric>& metrics) {
+  std::vector<std::string> keys;
+  std::map<std::string, std::size_t> seen;
+  for (Metric m : metrics) {
+    const std::string name = metric_name(m);
+    const std::size_t k = seen[name]++;
+    keys.push_back(k ? name + "_" + std::to_string(k) : name);
+  }
+  return keys;
+}
 
 namespace nn {
 

@@ -39,7 +39,7 @@ inline axis_split split_axis(const Shape& s, std::ptrdiff_t axis, const char* op
 template <class E>
 auto reduce_impl(reduce_op op, const E& x, std::ptrdiff_t axis, bool keepdims, bool all,
                  const char* name) {
-  const auto t = eval(x);
+  const auto& t = eval(x);
   using Tn = std::remove_cvref_t<decltype(t)>;
   using B = typename Tn::backend;
   axis_split sp;
@@ -88,7 +88,7 @@ LOCUS_REDUCTION_(min, min)
 /// Index of the first maximum along `axis`, as int32 on the operand's device.
 template <Operand E>
 auto argmax(const E& x, std::ptrdiff_t axis, bool keepdims = false) {
-  const auto t = eval(x);
+  const auto& t = eval(x);
   using Tn = std::remove_cvref_t<decltype(t)>;
   const auto sp = detail::split_axis(t.shape(), axis, "argmax");
   if (sp.len == 0) {
@@ -103,9 +103,16 @@ auto argmax(const E& x, std::ptrdiff_t axis, bool keepdims = false) {
 /// Index of the first maximum of the flattened tensor (rank-0 int32 tensor).
 template <Operand E>
 auto argmax(const E& x) {
-  auto t = eval(x);
-  const std::size_t n = t.size();
-  return argmax(std::move(t).reshape(Shape{n}), 0);
+  // Over the flat storage as one row, so a tensor is not copied to be reshaped.
+  const auto& t = eval(x);
+  using Tn = std::remove_cvref_t<decltype(t)>;
+  if (t.size() == 0) {
+    throw shape_error("locus::argmax: cannot take the argmax of an empty tensor of shape " +
+                      to_string(t.shape()));
+  }
+  Tensor<std::int32_t, typename Tn::device_type> out(uninitialized, Shape{});
+  Tn::backend::argmax(t.storage(), 1, t.size(), 1, out.storage());
+  return out;
 }
 
 }  // namespace locus

@@ -27,8 +27,7 @@
 #include <new>
 #include <type_traits>
 
-#include <xsimd/xsimd.hpp>
-
+#include "simd.hpp"
 #include "thread_pool.hpp"
 
 namespace locus::backend::cpu {

@@ -27,12 +27,11 @@
 #include <string>
 #include <type_traits>
 
-#include <xsimd/xsimd.hpp>
-
 #include "../../device.hpp"
 #include "../../error.hpp"
 #include "../nn_backend.hpp"
 #include "backend.hpp"
+#include "simd.hpp"
 #include "thread_pool.hpp"
 
 namespace locus {
@@ -92,6 +91,14 @@ inline void check_rows(const char* fn, const char* source, std::size_t source_si
   require(dst_size >= count * row_len, fn,
           "the destination holds " + std::to_string(dst_size) + " elements, " +
               std::to_string(count * row_len) + " are needed");
+}
+
+// The status buffer of a checked one_hot holds two int32 (smallest negative label, largest
+// label >= classes).
+inline void check_label_status(const char* fn, std::size_t status_size) {
+  require(
+      status_size >= 2, fn,
+      "the label status buffer holds " + std::to_string(status_size) + " elements, 2 are needed");
 }
 
 // First and one-past-last output index whose window [o*s - pad, o*s - pad + k) lies
@@ -661,6 +668,27 @@ struct nn_backend_for<Device<CPU>> {
         }
       }
     });
+  }
+
+  /// one_hot that also records out-of-range labels in status[0] (smallest negative) and
+  /// status[1] (largest >= classes), as the interface describes.
+  template <class T>
+  static void one_hot(const buffer<std::int32_t>& labels, std::size_t count, std::size_t classes,
+                      buffer<T>& dst, buffer<std::int32_t>& status) {
+    namespace nn = detail::nn;
+    nn::check_label_status("one_hot", status.size());
+    one_hot(labels, count, classes, dst);
+    if (count * classes == 0) return;
+    // A serial pass over the labels: O(count) next to the O(count * classes) fill.
+    const std::int32_t* l = labels.data();
+    std::int32_t* st = status.data();
+    for (std::size_t r = 0; r < count; ++r) {
+      if (l[r] < 0) {
+        st[0] = std::min(st[0], l[r]);
+      } else if (static_cast<std::size_t>(l[r]) >= classes) {
+        st[1] = std::max(st[1], l[r]);
+      }
+    }
   }
 };
 

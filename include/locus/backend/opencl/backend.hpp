@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <type_traits>
@@ -201,6 +202,10 @@ struct backend_for<Device<GPU, N>> {
                      buffer<std::int32_t>& dst) {
     namespace ocl = backend::opencl;
     if (outer * inner == 0) return;
+    // The kernels write int32 indices (and count in int): the last index, len - 1, must fit.
+    ocl::check_size_limit("OpenCL argmax", "the reduced axis length", len,
+                          static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) + 1,
+                          "argmax returns int32 indices");
     auto& dc = ctx();
     const auto& prog = ocl::kernels::reduce_program<T>();
     if (inner > 1) {
@@ -254,6 +259,14 @@ struct backend_for<Device<GPU, N>> {
       call.c_offset = g.c_offset;
       call.ldc = g.ldc;
       call.stride_c = g.stride_c;
+      // The kernels index with 32-bit int: refuse, before building or enqueuing anything,
+      // a size they would truncate (it would read and write out of bounds on the device).
+      if (const auto bad = K::find_gemm_size_violation(call, cfg)) {
+        ocl::check_size_limit("OpenCL GEMM " + src.name + " on " + dc.info.name, bad.what, bad.size,
+                              bad.limit,
+                              "the OpenCL GEMM kernels index with 32-bit int; split the "
+                              "product or compute it on Device<CPU>");
+      }
       std::lock_guard lk(dc.mutex);
       K::gemm_kernels ks;
       const auto names = K::gemm_kernel_names();

@@ -1,5 +1,10 @@
 // Every OpenCL program locus builds, for one device: used by locus-doctor (build each
 // once and time it) and by the benchmarks (cold vs warm builds of the whole set).
+//
+// A new program source must be added here. tests/test_opencl_catalog.cpp enforces it: it
+// finds every OpenCL C kernel defined anywhere under include/locus and fails for one that
+// no catalog program contains, and it checks each entry's kernel list against the
+// kernels the built program reports (CL_PROGRAM_KERNEL_NAMES).
 #pragma once
 
 #include <cstdint>
@@ -8,9 +13,11 @@
 #include <vector>
 
 #include "codegen.hpp"
+#include "error.hpp"
 #include "kernels/fill.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_fallback.hpp"
+#include "kernels/nn.hpp"
 #include "kernels/random.hpp"
 #include "kernels/reduce.hpp"
 #include "kernels/transpose.hpp"
@@ -25,6 +32,34 @@ struct catalog_entry {
 };
 
 namespace detail {
+
+/// The names of the kernels an OpenCL C text defines (the identifier before the parameter
+/// list of each kernel definition, attributes allowed), in order. Only for texts without
+/// preprocessor-made kernels: names made by token pasting, or kernels inside #if, are not
+/// seen as the compiler sees them.
+inline std::vector<std::string> kernel_names_in(const std::string& text) {
+  auto ident = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  std::vector<std::string> out;
+  const std::string key = "__kernel";
+  for (std::size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
+    if ((at > 0 && ident(text[at - 1])) || ident(text[at + key.size()])) continue;
+    // Attributes come first; the name is the identifier between the next "void" and the
+    // parameter list.
+    const std::size_t v = text.find("void", at + key.size());
+    const std::size_t paren = v == std::string::npos ? v : text.find('(', v);
+    if (paren == std::string::npos) break;
+    std::size_t end = paren;
+    while (end > v && (text[end - 1] == ' ' || text[end - 1] == '\n' || text[end - 1] == '\t'))
+      --end;
+    std::size_t begin = end;
+    while (begin > v && ident(text[begin - 1])) --begin;
+    if (begin < end) out.push_back(text.substr(begin, end - begin));
+  }
+  return out;
+}
+
 template <class T>
 void add_typed(std::vector<catalog_entry>& out) {
   out.push_back({kernels::fill_program<T>(), {"locus_fill"}});
@@ -36,11 +71,43 @@ void add_typed(std::vector<catalog_entry>& out) {
   std::vector<std::string> rnd{"locus_uniform"};
   if constexpr (std::is_floating_point_v<T>) rnd.push_back("locus_normal");
   out.push_back({kernels::random_program<T>(), rnd});
+  // The nn kernels (conv, pooling, gather, one-hot) with 32- and 64-bit index arithmetic;
+  // their source has no preprocessor-made kernels, so the list is read from it.
+  for (bool wide : {false, true}) {
+    const program_source& nn = kernels::nn_program<T>(wide);
+    out.push_back({nn, kernel_names_in(kernels::nn_source())});
+  }
 }
 }  // namespace detail
 
-/// The programs of `dev`: per element type (double only with cl_khr_fp64), the GEMM with
-/// the device's configuration, and a representative fused expression, relu(a * b + c).
+/// The names of the kernels in a built program, as the driver reports them
+/// (CL_PROGRAM_KERNEL_NAMES, OpenCL 1.2).
+inline std::vector<std::string> program_kernel_names(cl_program program) {
+  std::size_t n = 0;
+  check(clGetProgramInfo(program, CL_PROGRAM_KERNEL_NAMES, 0, nullptr, &n), "clGetProgramInfo",
+        "CL_PROGRAM_KERNEL_NAMES");
+  std::string all(n, '\0');
+  if (n) {
+    check(clGetProgramInfo(program, CL_PROGRAM_KERNEL_NAMES, n, all.data(), nullptr),
+          "clGetProgramInfo", "CL_PROGRAM_KERNEL_NAMES");
+  }
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : all) {
+    if (c == ';' || c == '\0') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ' && c != '\n') {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+/// The programs of `dev`: per element type (double only with cl_khr_fp64) fill, reduce,
+/// transpose, random and nn (both index widths), the GEMM with the device's
+/// configuration, and a representative fused expression, relu(a * b + c).
 inline std::vector<catalog_entry> kernel_catalog(const device_info& dev) {
   std::vector<catalog_entry> out;
   detail::add_typed<float>(out);
@@ -59,8 +126,10 @@ inline std::vector<catalog_entry> kernel_catalog(const device_info& dev) {
   }
   using L = TensorRef<float, Device<GPU>>;
   using E = Expr<op::relu, Expr<op::add, Expr<op::mul, L, L>, L>>;
-  out.push_back(
-      {codegen::expression_program<float, E>(false), {"locus_expr_flat", "locus_expr_bcast"}});
+  for (bool wide : {false, true}) {
+    out.push_back(
+        {codegen::expression_program<float, E>(wide), {"locus_expr_flat", "locus_expr_bcast"}});
+  }
   return out;
 }
 

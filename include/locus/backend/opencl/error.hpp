@@ -8,9 +8,31 @@
 #endif
 #include <CL/cl.h>
 
+#include <cstddef>
 #include <string>
 
 #include "../../error.hpp"
+
+namespace locus {
+
+/// An operand size the OpenCL kernels cannot index: their index arithmetic is 32-bit
+/// (OpenCL C int), so some sizes must stay below a limit near 2^31. Thrown before anything
+/// is allocated or enqueued, so the device stays usable; what() names the operation, the
+/// size and the limit. The same operation on smaller operands, or on Device<CPU>, works.
+class size_limit_error : public device_error {
+ public:
+  size_limit_error(const std::string& what, std::size_t size, std::size_t limit)
+      : device_error(what), size_(size), limit_(limit) {}
+  /// The offending size and the largest size accepted.
+  std::size_t size() const noexcept { return size_; }
+  std::size_t limit() const noexcept { return limit_; }
+
+ private:
+  std::size_t size_;
+  std::size_t limit_;
+};
+
+}  // namespace locus
 
 namespace locus::backend::opencl {
 
@@ -95,6 +117,16 @@ inline std::string error_name(cl_int code) {
 inline bool is_out_of_memory(cl_int code) {
   return code == CL_MEM_OBJECT_ALLOCATION_FAILURE || code == CL_OUT_OF_RESOURCES ||
          code == CL_OUT_OF_HOST_MEMORY;
+}
+
+/// Throws size_limit_error unless `size` <= `limit`: "locus: <operation>: <what> = <size>
+/// exceeds the limit of <limit> (<why>)". For checks made before anything is enqueued.
+inline void check_size_limit(const std::string& operation, const std::string& what,
+                             std::size_t size, std::size_t limit, const std::string& why) {
+  if (size <= limit) return;
+  throw size_limit_error("locus: " + operation + ": " + what + " = " + std::to_string(size) +
+                             " exceeds the limit of " + std::to_string(limit) + " (" + why + ")",
+                         size, limit);
 }
 
 /// Throws opencl_error naming `call` (and optional context, e.g. the kernel) on failure.

@@ -142,6 +142,25 @@ struct nn_backend_for<Device<GPU, N>> {
     launch_1d(ocl::kernels::nn_program<T>(wide), "locus_one_hot", total, args, std::size(args));
   }
 
+  /// one_hot that also records out-of-range labels in `status` on the device (see the
+  /// interface); one launch, and nothing is read back.
+  template <class T>
+  static void one_hot(const buffer<std::int32_t>& labels, std::size_t count, std::size_t classes,
+                      buffer<T>& dst, buffer<std::int32_t>& status) {
+    namespace ocl = backend::opencl;
+    namespace nn = detail::nn;
+    nn::check_rows("one_hot", "label", labels.size(), dst.size(), count, classes);
+    nn::check_label_status("one_hot", status.size());
+    const std::size_t total = count * classes;
+    if (total == 0) return;
+    const bool wide = is_wide(total, labels.size());
+    const ocl::raw_arg args[] = {
+        ocl::raw_arg::from(ocl::arg(labels)), ocl::raw_arg::from(ocl::arg(dst)),
+        ocl::raw_arg::from(ocl::arg(status)), index_arg(classes, wide), index_arg(total, wide)};
+    launch_1d(ocl::kernels::nn_program<T>(wide), "locus_one_hot_checked", total, args,
+              std::size(args));
+  }
+
  private:
   static constexpr std::size_t preferred_local = 256;
 

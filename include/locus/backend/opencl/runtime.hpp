@@ -9,23 +9,79 @@
 // The runtime is deliberately never destroyed. Tensors in static storage may outlive any
 // static runtime object, and some drivers unload their ICD before static destructors
 // run; leaving the process to reclaim device memory avoids both crashes.
+//
+// Work still queued at exit is finished before the driver's own static state dies.
+// Launches return without waiting, so a program may reach exit() (return from main) with
+// kernels still queued, and PoCL compiles a kernel's work-group function only when the
+// kernel runs, on its device's worker thread, with the LLVM/Clang inside the process.
+// exit() then destroys LLVM's and Clang's function-local statics (the real file system of
+// llvm::vfs, the pass registry...) while that thread compiles: a SEGV in
+// llvm::vfs::FileSystem::exists or TargetPassConfig::addPass under
+// pocl_check_kernel_disk_cache, on a thread started by libpocl-devices-pthread, after the
+// program itself has finished (PoCL 3.1 / LLVM 15; PoCL's own exit-time clFinish of every
+// queue is disabled in its source). In the ASan build, the test
+// OpenCLRuntime.EveryKernelLaunchIsCounted run alone (it never waits) died after passing
+// in 2 of 20 runs with a cold PoCL kernel cache and 30 of 30 with POCL_KERNEL_CACHE=0.
+// Hence every device_context (1) warms up: builds and runs one small kernel and waits for
+// it, so that the compiler's lazily created statics exist before (2) it registers an
+// atexit handler that clFinish()es every locus queue. exit() runs handlers and static
+// destructors in the reverse order of their registration, so the handler runs, and the
+// queues are empty, before any static destructor registered earlier, the compiler's
+// included. The handler takes no lock and touches only a never-freed list, and it does
+// nothing in a fork()ed child (the parent's queues have no worker threads there).
 #pragma once
 
 #include <atomic>
 #include <cstddef>
+#include <cstdlib>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "error.hpp"
+#include "kernels/fill.hpp"
 #include "memory_pool.hpp"
 #include "platform.hpp"
 #include "program_cache.hpp"
 #include "settings.hpp"
 
 namespace locus::backend::opencl {
+
+namespace detail {
+
+// The queues finished at exit: a list that is only ever prepended to, never freed.
+struct exit_queue {
+  cl_command_queue queue;
+  pid_t owner;  // the process that created the queue
+  exit_queue* next;
+};
+inline constinit std::atomic<exit_queue*> exit_queues{nullptr};
+
+inline void finish_queues_at_exit() noexcept {
+  const pid_t self = ::getpid();
+  for (exit_queue* q = exit_queues.load(std::memory_order_acquire); q; q = q->next) {
+    if (q->owner == self) clFinish(q->queue);
+  }
+}
+
+/// Makes exit() wait for `queue` (see the header comment). Call it after the device has
+/// built and run a kernel: the atexit registration must come after the compiler's statics.
+inline void finish_at_exit(cl_command_queue queue) {
+  auto* node = new exit_queue{queue, ::getpid(), exit_queues.load(std::memory_order_relaxed)};
+  while (!exit_queues.compare_exchange_weak(node->next, node, std::memory_order_release,
+                                            std::memory_order_relaxed)) {
+  }
+  // Once per device: each registration is later than the compiler statics created by that
+  // device's warm-up; finishing an already finished queue costs nothing.
+  std::atexit(&finish_queues_at_exit);
+}
+
+}  // namespace detail
 
 /// Everything locus holds for one physical device.
 struct device_context {
@@ -53,6 +109,35 @@ struct device_context {
     check(err, "clCreateCommandQueue", info.name);
     programs = std::make_unique<program_cache>(context, info);
     pool = std::make_unique<memory_pool>(context, info);
+    warm_up();
+    detail::finish_at_exit(queue);
+  }
+
+ private:
+  // Builds and runs locus_fill<float> once (with the work-group size the backend uses for
+  // it, so the driver's compiled kernel is reused) and waits; see the header comment. Not
+  // counted as a launch of any Device<GPU, N>: it is part of opening the device. A device
+  // that fails here is not refused now: its first real launch reports the error.
+  void warm_up() noexcept {
+    try {
+      const kernel_handle h = programs->kernel(kernels::fill_program<float>(), "locus_fill");
+      cl_int err = CL_SUCCESS;
+      cl_mem mem = clCreateBuffer(context, CL_MEM_READ_WRITE, sizeof(cl_float), nullptr, &err);
+      if (err != CL_SUCCESS) return;
+      const cl_ulong n = 1;
+      const cl_float value = 0.f;
+      std::size_t local = 1;
+      while (local * 2 <= 256 && local * 2 <= h.max_work_group) local *= 2;
+      err = clSetKernelArg(h.kernel, 0, sizeof mem, &mem);
+      if (err == CL_SUCCESS) err = clSetKernelArg(h.kernel, 1, sizeof n, &n);
+      if (err == CL_SUCCESS) err = clSetKernelArg(h.kernel, 2, sizeof value, &value);
+      if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(queue, h.kernel, 1, nullptr, &local, &local, 0, nullptr,
+                                     nullptr);
+      clFinish(queue);
+      clReleaseMemObject(mem);
+    } catch (const std::exception&) {
+    }
   }
 };
 

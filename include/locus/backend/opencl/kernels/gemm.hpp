@@ -35,7 +35,9 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <limits>
 #include <string>
+#include <utility>
 
 namespace locus::backend::opencl::kernels {
 
@@ -600,6 +602,61 @@ struct gemm_call {
   std::size_t c_offset = 0, ldc = 0, stride_c = 0;
 };
 
+/// How far past m, n or k the kernels' 32-bit int index arithmetic reaches for `cfg`:
+/// the last work-group's blocks start below the edge and run past it. Direct kernels: a
+/// row block index (global id 0, rounded up to whole work-groups of direct_local) times
+/// direct_m or dot_m, plus the rows of the block; columns: one block of direct_nv *
+/// vector_width or dot_n; k: one k-panel (direct_kc) or vector step. Tiled kernel: one
+/// tile (tile_m, tile_n, tile_k).
+inline std::size_t gemm_index_headroom(const gemm_config& cfg) {
+  const auto u = [](int v) { return static_cast<std::size_t>(v > 0 ? v : 0); };
+  const std::size_t row_block = std::max(u(cfg.direct_m), u(cfg.dot_m));
+  std::size_t h = (cfg.direct_local + 1) * row_block;
+  for (std::size_t v : {u(cfg.direct_nv) * u(cfg.vector_width), u(cfg.dot_n), u(cfg.direct_kc),
+                        u(cfg.vector_width), u(cfg.tile_m), u(cfg.tile_n), u(cfg.tile_k)}) {
+    h = std::max(h, v);
+  }
+  return h;
+}
+
+/// The largest m, n and k the kernels of `cfg` can index: every index they compute,
+/// including the overshoot of the last work-group, must fit an OpenCL C int.
+inline std::size_t gemm_max_extent(const gemm_config& cfg) {
+  return static_cast<std::size_t>(std::numeric_limits<cl_int>::max()) - gemm_index_headroom(cfg);
+}
+
+/// The largest leading dimension (lda, ldb, ldc) the kernels take: they receive it as an
+/// int and multiply only after widening to size_t.
+inline constexpr std::size_t gemm_max_leading_dimension() {
+  return static_cast<std::size_t>(std::numeric_limits<cl_int>::max());
+}
+
+/// The first size of a call the kernels cannot index (what == nullptr: none).
+struct gemm_size_violation {
+  const char* what = nullptr;  // "m", "n", "k", "lda", "ldb" or "ldc"
+  std::size_t size = 0;
+  std::size_t limit = 0;
+  explicit operator bool() const { return what != nullptr; }
+};
+
+/// Checks every size enqueue_gemm passes to the kernels as an int (m, n, k against
+/// gemm_max_extent(cfg), the leading dimensions against gemm_max_leading_dimension()).
+/// Offsets and batch strides are passed as ulong and have no such limit.
+inline gemm_size_violation find_gemm_size_violation(const gemm_call& call, const gemm_config& cfg) {
+  const std::size_t ext = gemm_max_extent(cfg), ld = gemm_max_leading_dimension();
+  const std::pair<const char*, std::size_t> extents[] = {
+      {"m", call.m}, {"n", call.n}, {"k", call.k}};
+  for (const auto& [what, v] : extents) {
+    if (v > ext) return {what, v, ext};
+  }
+  const std::pair<const char*, std::size_t> lds[] = {
+      {"lda", call.lda}, {"ldb", call.ldb}, {"ldc", call.ldc}};
+  for (const auto& [what, v] : lds) {
+    if (v > ld) return {what, v, ld};
+  }
+  return {};
+}
+
 namespace detail {
 
 inline std::size_t round_up(std::size_t v, std::size_t to) {
@@ -610,7 +667,8 @@ inline std::size_t ceil_div(std::size_t v, std::size_t d) {
   return (v + d - 1) / d;
 }
 
-// Sets the arguments shared by every kernel starting at index `first`.
+// Sets the arguments shared by every kernel starting at index `first`. The int casts are
+// safe: enqueue_gemm has checked the sizes (find_gemm_size_violation) first.
 template <class T>
 cl_int set_gemm_args(cl_kernel kn, cl_uint first, const gemm_call& c) {
   const cl_int m = static_cast<cl_int>(c.m), n = static_cast<cl_int>(c.n),
@@ -648,69 +706,95 @@ cl_int set_gemm_args(cl_kernel kn, cl_uint first, const gemm_call& c) {
 
 }  // namespace detail
 
+/// The kernels of gemm_kernels, in member order.
+enum class gemm_kernel_kind { nn, nt, nt_packed, tn, tt, tiled };
+
+/// What enqueue_gemm launches for a call: the kernel, its NDRange, the product it computes
+/// (rows x cols: m x n, or n x m for tt, which computes C^T) and the outputs of one
+/// work-item (direct kernels) or one work-group (tiled: a tile) along rows and columns.
+struct gemm_launch_plan {
+  gemm_kernel_kind kernel = gemm_kernel_kind::nn;
+  std::size_t global[3] = {0, 0, 0};
+  std::size_t local[3] = {1, 1, 1};
+  std::size_t rows = 0, cols = 0;
+  std::size_t block_rows = 0, block_cols = 0;
+};
+
+/// The launch of a non-empty call (batch, m and n > 0).
+inline gemm_launch_plan plan_gemm_launch(const gemm_config& cfg, const gemm_call& call) {
+  gemm_launch_plan p;
+  p.global[2] = call.batch;
+  p.rows = call.m;
+  p.cols = call.n;
+  const bool tiled = cfg.use_tiled && call.m * call.n >= cfg.tiled_min_mn * cfg.tiled_min_mn;
+  if (tiled) {
+    p.kernel = gemm_kernel_kind::tiled;
+    p.block_rows = static_cast<std::size_t>(cfg.tile_m);
+    p.block_cols = static_cast<std::size_t>(cfg.tile_n);
+    p.local[0] = cfg.tiled_local_n();
+    p.local[1] = cfg.tiled_local_m();
+    p.global[0] = detail::ceil_div(call.n, p.block_cols) * p.local[0];
+    p.global[1] = detail::ceil_div(call.m, p.block_rows) * p.local[1];
+    return p;
+  }
+  // Dimension 0 walks blocks of rows: consecutive work-items (and work-groups, which
+  // PoCL hands out in order) then share the same column panel of the streamed-as-vector
+  // operand, which stays in cache while the scalar-side rows stream past.
+  const std::size_t dn = static_cast<std::size_t>(cfg.direct_nv * cfg.vector_width);
+  p.block_rows = static_cast<std::size_t>(cfg.direct_m);
+  p.block_cols = dn;
+  if (!call.trans_b) {
+    p.kernel = call.trans_a ? gemm_kernel_kind::tn : gemm_kernel_kind::nn;
+  } else if (call.trans_a) {
+    p.kernel = gemm_kernel_kind::tt;  // computes C^T = B * A: rows/cols swap
+    p.rows = call.n;
+    p.cols = call.m;
+  } else if (call.k >= cfg.dot_min_k && call.m * call.n <= cfg.dot_max_mn) {
+    p.kernel = gemm_kernel_kind::nt;  // long dot products: both operands stream along k
+    p.block_rows = static_cast<std::size_t>(cfg.dot_m);
+    p.block_cols = static_cast<std::size_t>(cfg.dot_n);
+  } else {
+    // Short k: dot products would be mostly horizontal sums and scalar tails.
+    p.kernel = gemm_kernel_kind::nt_packed;
+  }
+  // Always the configured work-group size: PoCL compiles one specialisation of a kernel
+  // per work-group size (about a second each), so sizes must not vary with the shape.
+  p.local[0] = cfg.direct_local;
+  p.global[0] = detail::round_up(detail::ceil_div(p.rows, p.block_rows), p.local[0]);
+  p.global[1] = detail::ceil_div(p.cols, p.block_cols);
+  return p;
+}
+
 /// Enqueues one GEMM (a single kernel launch covering the whole batch). Returns
 /// CL_SUCCESS or the first error of clSetKernelArg / clEnqueueNDRangeKernel (it throws
 /// nothing); adds the number of launched kernels to *launches when non-null. An empty
 /// product (batch, m or n is 0) enqueues nothing; k == 0 yields C = beta * C.
-/// Indices inside the kernels are 32-bit: m, n, k and leading dimensions must be < 2^31.
+/// Indices inside the kernels are 32-bit: a call with a size beyond the limits of
+/// find_gemm_size_violation() enqueues nothing and returns CL_INVALID_VALUE (the OpenCL
+/// backend checks first and throws locus::size_limit_error naming the size and limit).
 /// Not thread-safe per gemm_kernels (clSetKernelArg): the caller serialises.
 inline cl_int enqueue_gemm(cl_command_queue q, const gemm_kernels& ks, const gemm_config& cfg,
                            const gemm_call& call, unsigned* launches) {
   if (call.batch == 0 || call.m == 0 || call.n == 0) return CL_SUCCESS;
-  auto set = [&](cl_kernel kn, cl_uint first) {
-    return cfg.fp64 ? detail::set_gemm_args<cl_double>(kn, first, call)
-                    : detail::set_gemm_args<cl_float>(kn, first, call);
-  };
-  cl_kernel kn = nullptr;
-  std::size_t global[3] = {0, 0, call.batch};
-  std::size_t local[3] = {1, 1, 1};
-
-  const bool tiled = cfg.use_tiled && call.m * call.n >= cfg.tiled_min_mn * cfg.tiled_min_mn;
-  if (tiled) {
-    kn = ks.tiled;
+  // Never truncate a size to int below (that would index out of bounds on the device).
+  if (find_gemm_size_violation(call, cfg)) return CL_INVALID_VALUE;
+  const gemm_launch_plan p = plan_gemm_launch(cfg, call);
+  const cl_kernel kernels[] = {ks.nn, ks.nt, ks.nt_packed, ks.tn, ks.tt, ks.tiled};
+  const cl_kernel kn = kernels[static_cast<int>(p.kernel)];
+  cl_int err = CL_SUCCESS;
+  cl_uint first = 0;
+  if (p.kernel == gemm_kernel_kind::tiled) {
     const cl_int ta = call.trans_a ? 1 : 0, tb = call.trans_b ? 1 : 0;
-    cl_int err = clSetKernelArg(kn, 0, sizeof ta, &ta);
+    err = clSetKernelArg(kn, 0, sizeof ta, &ta);
     if (err == CL_SUCCESS) err = clSetKernelArg(kn, 1, sizeof tb, &tb);
-    if (err == CL_SUCCESS) err = set(kn, 2);
-    if (err != CL_SUCCESS) return err;
-    local[0] = cfg.tiled_local_n();
-    local[1] = cfg.tiled_local_m();
-    global[0] = detail::ceil_div(call.n, static_cast<std::size_t>(cfg.tile_n)) * local[0];
-    global[1] = detail::ceil_div(call.m, static_cast<std::size_t>(cfg.tile_m)) * local[1];
-  } else {
-    // Dimension 0 walks blocks of rows: consecutive work-items (and work-groups, which
-    // PoCL hands out in order) then share the same column panel of the streamed-as-vector
-    // operand, which stays in cache while the scalar-side rows stream past.
-    std::size_t rows = call.m, cols = call.n, bm = 0, bn = 0;
-    const std::size_t dn = static_cast<std::size_t>(cfg.direct_nv * cfg.vector_width);
-    if (!call.trans_b) {
-      kn = call.trans_a ? ks.tn : ks.nn;
-      bm = static_cast<std::size_t>(cfg.direct_m);
-      bn = dn;
-    } else if (call.trans_a) {
-      kn = ks.tt;  // computes C^T = B * A: rows/cols swap
-      rows = call.n;
-      cols = call.m;
-      bm = static_cast<std::size_t>(cfg.direct_m);
-      bn = dn;
-    } else if (call.k >= cfg.dot_min_k && call.m * call.n <= cfg.dot_max_mn) {
-      kn = ks.nt;  // long dot products: both operands stream contiguously along k
-      bm = static_cast<std::size_t>(cfg.dot_m);
-      bn = static_cast<std::size_t>(cfg.dot_n);
-    } else {
-      // Short k: dot products would be mostly horizontal sums and scalar tails.
-      kn = ks.nt_packed;
-      bm = static_cast<std::size_t>(cfg.direct_m);
-      bn = dn;
-    }
-    if (cl_int err = set(kn, 0); err != CL_SUCCESS) return err;
-    // Always the configured work-group size: PoCL compiles one specialisation of a kernel
-    // per work-group size (about a second each), so sizes must not vary with the shape.
-    local[0] = cfg.direct_local;
-    global[0] = detail::round_up(detail::ceil_div(rows, bm), local[0]);
-    global[1] = detail::ceil_div(cols, bn);
+    first = 2;
   }
-  const cl_int err = clEnqueueNDRangeKernel(q, kn, 3, nullptr, global, local, 0, nullptr, nullptr);
+  if (err == CL_SUCCESS) {
+    err = cfg.fp64 ? detail::set_gemm_args<cl_double>(kn, first, call)
+                   : detail::set_gemm_args<cl_float>(kn, first, call);
+  }
+  if (err != CL_SUCCESS) return err;
+  err = clEnqueueNDRangeKernel(q, kn, 3, nullptr, p.global, p.local, 0, nullptr, nullptr);
   if (err == CL_SUCCESS && launches) ++*launches;
   return err;
 }

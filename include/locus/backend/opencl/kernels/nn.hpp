@@ -2,8 +2,9 @@
 // gather_rows and one_hot, in OpenCL C 1.2, one work-item per output element.
 //
 // Every kernel writes each output element from exactly one work-item and reads only, so
-// no kernel needs atomics (OpenCL 1.2 has none for floating point) and results do not
-// depend on scheduling:
+// no kernel needs floating-point atomics (OpenCL 1.2 has none) and results do not depend
+// on scheduling (the checked one_hot's label record uses integer atomic_min/atomic_max,
+// whose result is order-independent):
 //  * col2im is the gather form of the adjoint of im2col: a dx element sums the (at most
 //    KH*KW) column entries that read it, found by inverting oh*sh + kh - pad = h.
 //  * pooling backward likewise gathers, for each dx element, the windows that contain it
@@ -231,6 +232,27 @@ __kernel void locus_one_hot(__global const int* labels, __global T* dst, IDX cla
   const IDX r = i / classes, k = i - r * classes;
   const int l = labels[r];
   dst[i] = l >= 0 && (IDX)l == k ? (T)1 : (T)0;
+}
+
+// one_hot that also records out-of-range labels: status[0] = min of the negative ones,
+// status[1] = max of those >= classes (32-bit integer atomics, core since OpenCL 1.1). Only
+// the work-item of column 0 of a bad row touches the status, so a valid batch costs no
+// atomic at all and a bad one at most one per row. Nothing is read back here.
+__kernel void locus_one_hot_checked(__global const int* labels, __global T* dst,
+                                    volatile __global int* status, IDX classes, IDX total) {
+  const IDX i = (IDX)get_global_id(0);
+  if (i >= total) return;
+  const IDX r = i / classes, k = i - r * classes;
+  const int l = labels[r];
+  const bool ok = l >= 0 && (IDX)l < classes;
+  dst[i] = ok && (IDX)l == k ? (T)1 : (T)0;
+  if (!ok && k == 0) {
+    if (l < 0) {
+      atomic_min(&status[0], l);
+    } else {
+      atomic_max(&status[1], l);
+    }
+  }
 }
 )CLC";
 }
