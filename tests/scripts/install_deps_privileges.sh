@@ -49,31 +49,31 @@ check() {
   fi
 }
 
-# Root.
-make_env "${work}/root" 0 no
-rc=0
-PATH="$(make_path "${work}/root")" bash "${script}" >"${work}/root/out" 2>&1 || rc=$?
+# run_case NAME UID WITH_SUDO: runs the script as that kind of user; sets rc, log and out.
+run_case() {
+  make_env "${work}/$1" "$2" "$3"
+  log="${work}/$1/log"
+  out="${work}/$1/out"
+  rc=0
+  PATH="$(make_path "${work}/$1")" bash "${script}" >"${out}" 2>&1 || rc=$?
+}
+
+run_case root 0 no
 check "root: exit 0" '[[ ${rc} -eq 0 ]]'
 check "root: apt-get update and install run directly" \
-  'grep -q "^apt-get update" "${work}/root/log" && grep -q "^apt-get install" "${work}/root/log"'
-check "root: sudo is never called" '! grep -q "^sudo" "${work}/root/log"'
+  'grep -q "^apt-get update" "${log}" && grep -q "^apt-get install" "${log}"'
+check "root: sudo is never called" '! grep -q "^sudo" "${log}"'
 
-# A user with sudo.
-make_env "${work}/user" 1000 yes
-rc=0
-PATH="$(make_path "${work}/user")" bash "${script}" >"${work}/user/out" 2>&1 || rc=$?
+run_case user 1000 yes
 check "user with sudo: exit 0" '[[ ${rc} -eq 0 ]]'
 check "user with sudo: apt-get runs through sudo" \
-  'grep -q "^sudo apt-get" "${work}/user/log" && grep -q "^apt-get install" "${work}/user/log"'
+  'grep -q "^sudo apt-get" "${log}" && grep -q "^apt-get install" "${log}"'
 
-# A user without sudo.
-make_env "${work}/nosudo" 1000 no
-rc=0
-PATH="$(make_path "${work}/nosudo")" bash "${script}" >"${work}/nosudo/out" 2>&1 || rc=$?
+run_case nosudo 1000 no
 check "user without sudo: fails" '[[ ${rc} -ne 0 ]]'
 check "user without sudo: says to run as root or install sudo" \
-  'grep -q "run as root, or install sudo" "${work}/nosudo/out"'
-check "user without sudo: installs nothing" '! grep -q "^apt-get" "${work}/nosudo/log"'
+  'grep -q "run as root, or install sudo" "${out}"'
+check "user without sudo: installs nothing" '! grep -q "^apt-get" "${log}"'
 
 # The README: the first two sh blocks of the quick start are the two commands, as is.
 readme="$1/README.md"
