@@ -457,18 +457,25 @@ TYPED_TEST(NNKernels, GatherRowsWithRepeatedAndOutOfRangeIndices) {
   if (has_fp64<Dev>()) check_gather<Dev, double>(702);
 }
 
+// The one-hot rows of `labels` with `classes` columns; a label out of range gives a zero row.
+std::vector<double> one_hot_reference(const std::vector<std::int32_t>& labels,
+                                      std::size_t classes) {
+  std::vector<double> want(labels.size() * classes, 0.0);
+  for (std::size_t r = 0; r < labels.size(); ++r) {
+    if (labels[r] >= 0 && labels[r] < static_cast<std::int32_t>(classes)) {
+      want[r * classes + static_cast<std::size_t>(labels[r])] = 1;
+    }
+  }
+  return want;
+}
+
 TYPED_TEST(NNKernels, OneHotWithOutOfRangeLabels) {
   using Dev = TypeParam;
   for_float_types<Dev>([]<class T>() {
     constexpr std::size_t classes = 6;
     const std::vector<std::int32_t> labels = {0, 5, 2, -1, 6, 3, 3, 100, 1, 4};
     const auto hl = Tensor<std::int32_t, CPUDev>::from_data({labels.size()}, labels.data());
-    std::vector<double> want(labels.size() * classes, 0.0);
-    for (std::size_t r = 0; r < labels.size(); ++r) {
-      if (labels[r] >= 0 && labels[r] < static_cast<std::int32_t>(classes)) {
-        want[r * classes + static_cast<std::size_t>(labels[r])] = 1;
-      }
-    }
+    const std::vector<double> want = one_hot_reference(labels, classes);
     const auto l = on<Dev>(hl);
     auto dst = Tensor<T, Dev>::full({labels.size(), classes}, T(7));
     NB<Dev>::one_hot(l.storage(), labels.size(), classes, dst.storage());
@@ -484,12 +491,7 @@ TYPED_TEST(NNKernels, CheckedOneHotRecordsOutOfRangeLabels) {
     constexpr std::size_t classes = 6;
     const std::vector<std::int32_t> labels = {0, 5, 2, -1, 6, 3, -7, 100, 1, 4, 7};
     const auto hl = Tensor<std::int32_t, CPUDev>::from_data({labels.size()}, labels.data());
-    std::vector<double> want(labels.size() * classes, 0.0);
-    for (std::size_t r = 0; r < labels.size(); ++r) {
-      if (labels[r] >= 0 && labels[r] < static_cast<std::int32_t>(classes)) {
-        want[r * classes + static_cast<std::size_t>(labels[r])] = 1;
-      }
-    }
+    const std::vector<double> want = one_hot_reference(labels, classes);
     const auto l = on<Dev>(hl);
     auto status = Tensor<std::int32_t, Dev>::zeros({2});
     auto dst = Tensor<T, Dev>::full({labels.size(), classes}, T(7));

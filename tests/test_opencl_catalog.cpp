@@ -31,45 +31,13 @@ using G = Device<GPU>;
 namespace ocl = backend::opencl;
 namespace fs = std::filesystem;
 
-// A kernel name found in the sources; `prefix` when the name is completed by token
-// pasting (locus_reduce_rows_##NAME), so that only its beginning is known.
+// A kernel definition found in the sources (`pasted`: only the beginning of its name is
+// known) and the file that holds it.
 struct found_kernel {
   std::string name;
   std::string file;
   bool prefix = false;
 };
-
-bool ident_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-
-// Every kernel definition in `text`: the token __kernel, then (attributes, no ';', '{' or
-// '}') the token void, the name, and an optional "##" that pastes more onto it.
-void scan_kernels(const std::string& text, const std::string& file,
-                  std::vector<found_kernel>& out) {
-  const std::string key = "__kernel", v = "void";
-  auto token_at = [&](std::size_t at, const std::string& t) {
-    return text.compare(at, t.size(), t) == 0 && (at == 0 || !ident_char(text[at - 1])) &&
-           (at + t.size() >= text.size() || !ident_char(text[at + t.size()]));
-  };
-  for (std::size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
-    // No token test before it: in C++ source it may follow an escape such as "\n".
-    if (ident_char(text[at + key.size()])) continue;
-    std::size_t p = at + key.size();
-    while (p < text.size() && !token_at(p, v) && text[p] != ';' && text[p] != '{' && text[p] != '}')
-      ++p;
-    if (p >= text.size() || !token_at(p, v)) continue;
-    p += v.size();
-    while (p < text.size() && (text[p] == ' ' || text[p] == '\n' || text[p] == '\t')) ++p;
-    const std::size_t b = p;
-    while (p < text.size() && ident_char(text[p])) ++p;
-    if (p == b) continue;
-    found_kernel k{text.substr(b, p - b), file, false};
-    while (p < text.size() && text[p] == ' ') ++p;
-    k.prefix = text.compare(p, 2, "##") == 0;
-    out.push_back(k);
-  }
-}
 
 // Every kernel defined in the library's headers.
 std::vector<found_kernel> kernels_in_sources() {
@@ -79,7 +47,10 @@ std::vector<found_kernel> kernels_in_sources() {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    scan_kernels(text, fs::relative(entry.path(), root).string(), out);
+    const std::string file = fs::relative(entry.path(), root).string();
+    for (auto& k : ocl::detail::kernel_definitions_in(text)) {
+      out.push_back({std::move(k.name), file, k.pasted});
+    }
   }
   return out;
 }

@@ -38,7 +38,9 @@
 //       (for callers that checked their labels already).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 
 namespace locus {
 
@@ -65,6 +67,20 @@ struct pool_geometry {
   std::size_t pad_top, pad_left;
   std::size_t oh, ow;
 };
+
+/// The host form of one_hot's label record: lowers `lo` to the smallest negative label and
+/// raises `hi` to the largest label >= classes among the n labels (both unchanged when all
+/// are in range). The CPU backend's one_hot and the host label checks share it.
+inline void record_label_range(const std::int32_t* labels, std::size_t n, std::size_t classes,
+                               std::int32_t& lo, std::int32_t& hi) {
+  for (std::size_t r = 0; r < n; ++r) {
+    if (labels[r] < 0) {
+      lo = std::min(lo, labels[r]);
+    } else if (static_cast<std::size_t>(labels[r]) >= classes) {
+      hi = std::max(hi, labels[r]);
+    }
+  }
+}
 
 /// Output extent and leading pad of one spatial axis, as Keras computes them.
 struct axis_geometry {

@@ -8,7 +8,6 @@
 // sigmoid), whose gradients are (softmax(z) - y) / N and (sigmoid(z) - y) / N.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -115,13 +114,7 @@ namespace nn {
 inline void check_labels(const std::int32_t* labels, std::size_t n, std::size_t classes,
                          const std::string& where) {
   std::int32_t lo = 0, hi = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (labels[i] < 0) {
-      lo = std::min(lo, labels[i]);
-    } else if (static_cast<std::size_t>(labels[i]) >= classes) {
-      hi = std::max(hi, labels[i]);
-    }
-  }
+  record_label_range(labels, n, classes, lo, hi);
   if (lo < 0 || hi > 0) throw_label_range(lo, hi, classes, where);
 }
 

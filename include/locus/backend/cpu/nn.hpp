@@ -680,15 +680,7 @@ struct nn_backend_for<Device<CPU>> {
     one_hot(labels, count, classes, dst);
     if (count * classes == 0) return;
     // A serial pass over the labels: O(count) next to the O(count * classes) fill.
-    const std::int32_t* l = labels.data();
-    std::int32_t* st = status.data();
-    for (std::size_t r = 0; r < count; ++r) {
-      if (l[r] < 0) {
-        st[0] = std::min(st[0], l[r]);
-      } else if (static_cast<std::size_t>(l[r]) >= classes) {
-        st[1] = std::max(st[1], l[r]);
-      }
-    }
+    record_label_range(labels.data(), count, classes, status.data()[0], status.data()[1]);
   }
 };
 

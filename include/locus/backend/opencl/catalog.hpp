@@ -33,29 +33,52 @@ struct catalog_entry {
 
 namespace detail {
 
-/// The names of the kernels an OpenCL C text defines (the identifier before the parameter
-/// list of each kernel definition, attributes allowed), in order. Only for texts without
-/// preprocessor-made kernels: names made by token pasting, or kernels inside #if, are not
-/// seen as the compiler sees them.
-inline std::vector<std::string> kernel_names_in(const std::string& text) {
-  auto ident = [](char c) {
+/// A kernel definition found in source text: its name and whether "##" pastes more onto it
+/// (locus_reduce_rows_##NAME), so that only the name's beginning is known.
+struct kernel_definition {
+  std::string name;
+  bool pasted = false;
+};
+
+/// Every kernel definition in `text`, OpenCL C or C++ that holds OpenCL C in raw strings:
+/// the token __kernel, then (attributes: no ';', '{' or '}') the token void, the name and an
+/// optional "##". Kernels inside #if are found whether or not the compiler would see them.
+inline std::vector<kernel_definition> kernel_definitions_in(const std::string& text) {
+  const auto ident = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   };
-  std::vector<std::string> out;
-  const std::string key = "__kernel";
+  const std::string key = "__kernel", v = "void";
+  const auto token_at = [&](std::size_t at, const std::string& t) {
+    return text.compare(at, t.size(), t) == 0 && (at == 0 || !ident(text[at - 1])) &&
+           (at + t.size() >= text.size() || !ident(text[at + t.size()]));
+  };
+  std::vector<kernel_definition> out;
   for (std::size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
-    if ((at > 0 && ident(text[at - 1])) || ident(text[at + key.size()])) continue;
-    // Attributes come first; the name is the identifier between the next "void" and the
-    // parameter list.
-    const std::size_t v = text.find("void", at + key.size());
-    const std::size_t paren = v == std::string::npos ? v : text.find('(', v);
-    if (paren == std::string::npos) break;
-    std::size_t end = paren;
-    while (end > v && (text[end - 1] == ' ' || text[end - 1] == '\n' || text[end - 1] == '\t'))
-      --end;
-    std::size_t begin = end;
-    while (begin > v && ident(text[begin - 1])) --begin;
-    if (begin < end) out.push_back(text.substr(begin, end - begin));
+    // No token test before it: in C++ source it may follow an escape such as "\n".
+    if (at + key.size() < text.size() && ident(text[at + key.size()])) continue;
+    std::size_t p = at + key.size();
+    while (p < text.size() && !token_at(p, v) && text[p] != ';' && text[p] != '{' && text[p] != '}')
+      ++p;
+    if (p >= text.size() || !token_at(p, v)) continue;
+    p += v.size();
+    while (p < text.size() && (text[p] == ' ' || text[p] == '\n' || text[p] == '\t')) ++p;
+    const std::size_t b = p;
+    while (p < text.size() && ident(text[p])) ++p;
+    if (p == b) continue;
+    kernel_definition k{text.substr(b, p - b), false};
+    while (p < text.size() && text[p] == ' ') ++p;
+    k.pasted = text.compare(p, 2, "##") == 0;
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+/// The names of the kernels an OpenCL C text defines, in order. Only for texts without
+/// preprocessor-made kernels (a pasted name is left out; kernels inside #if are listed).
+inline std::vector<std::string> kernel_names_in(const std::string& text) {
+  std::vector<std::string> out;
+  for (auto& k : kernel_definitions_in(text)) {
+    if (!k.pasted) out.push_back(std::move(k.name));
   }
   return out;
 }
