@@ -1,11 +1,9 @@
 // Finite-difference gradient checks of every layer and every loss, in float64 on the host.
 //
-// Single layers are checked through the Layer interface with a random projection
-// L = sum(w * y) as the scalar loss: backward(x, y, w) must return dL/dx and store dL/dp
-// in every parameter. Losses are checked directly (value against gradient) and through
-// whole models with Sequential::value_and_gradient. Derivatives are central differences
-// with h = 1e-6; in float64 their error is ~1e-10, so a tolerance of 1e-6 (relative to the
-// gradient, with a small absolute floor) catches any wrong term while never flaking.
+// Single layers are checked inside one-layer models with a random projection
+// L = sum(w * y) as the scalar loss (gradient_check.hpp): Model::vjp must return dL/dx and
+// dL/dp. Losses are checked directly (value against gradient) and through whole models
+// with value_and_gradient.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,143 +16,25 @@
 
 #include <locus/locus.hpp>
 
+#include "gradient_check.hpp"
+
 namespace {
 
 using namespace locus;
-using D = Device<CPU>;
+using namespace locus_test::grad;
 using T = double;
-using Tn = Tensor<double, D>;
 using Labels = Tensor<std::int32_t, D>;
-using LayerPtr = std::unique_ptr<nn::Layer<D, T>>;
-using Factory = std::function<LayerPtr()>;
-
-constexpr double kH = 1e-6;     // finite-difference step
-constexpr double kRtol = 1e-6;  // relative to max(|analytic|, |numeric|)
-constexpr double kAtol = 1e-8;  // floor for gradients that are (almost) zero
-
-std::vector<double> values(const Tn& t) {
-  return {t.begin(), t.end()};
-}
-
-/// Element-wise comparison of an analytic and a numeric gradient.
-::testing::AssertionResult grad_close(const std::vector<double>& analytic,
-                                      const std::vector<double>& numeric, const std::string& what) {
-  if (analytic.size() != numeric.size()) {
-    return ::testing::AssertionFailure() << what << ": analytic gradient has " << analytic.size()
-                                         << " elements, numeric " << numeric.size();
-  }
-  double worst = 0, norm = 0;
-  for (std::size_t i = 0; i < analytic.size(); ++i) {
-    const double a = analytic[i], n = numeric[i];
-    const double err = std::abs(a - n);
-    norm = std::max(norm, std::abs(n));
-    if (!(err <= kAtol + kRtol * std::max(std::abs(a), std::abs(n)))) {
-      return ::testing::AssertionFailure() << what << ": element " << i << " analytic " << a
-                                           << " numeric " << n << " (error " << err << ")";
-    }
-    worst = std::max(worst, err);
-  }
-  if (!analytic.empty() && norm == 0) {
-    // A gradient that is zero everywhere checks nothing; every case here has a non-zero one.
-    return ::testing::AssertionFailure() << what << ": the numeric gradient is identically zero";
-  }
-  return ::testing::AssertionSuccess();
-}
-
-/// sum(w * y) on the host.
-double project(const Tn& w, const Tn& y) {
-  EXPECT_EQ(to_string(w.shape()), to_string(y.shape()));
-  double s = 0;
-  for (std::size_t i = 0; i < y.size(); ++i) s += w.data()[i] * y.data()[i];
-  return s;
-}
-
-/// Central difference of f with respect to every element of t (perturbed in place).
-std::vector<double> numeric_grad(Tn& t, const std::function<double()>& f) {
-  std::vector<double> g(t.size());
-  for (std::size_t i = 0; i < t.size(); ++i) {
-    const double orig = t.data()[i];
-    t.data()[i] = orig + kH;
-    const double fp = f();
-    t.data()[i] = orig - kH;
-    const double fm = f();
-    t.data()[i] = orig;
-    g[i] = (fp - fm) / (2 * kH);
-  }
-  return g;
-}
-
-Shape per_sample(const Shape& batch_shape) {
-  return Shape(batch_shape.begin() + 1, batch_shape.end());
-}
-
-/// Checks dL/dx and dL/dp of one layer for L = sum(w * layer(x)) in training mode.
-/// Each input perturbation runs on a freshly built layer (same seed, so same parameters
-/// and, for dropout, the same mask); parameter perturbations run on the checked layer.
-void check_layer(const Factory& make, const Shape& in_shape, const Shape& expect_out,
-                 std::uint64_t seed = 1) {
-  constexpr std::uint64_t build_seed = 7;
-  LayerPtr layer = make();
-  const Shape out = layer->build(per_sample(in_shape), build_seed);
-  ASSERT_EQ(to_string(out), to_string(expect_out)) << layer->type_name();
-  Tn x = Tn::uniform(in_shape, seed, -1.0, 1.0);
-  const Tn y = layer->forward(x, true);
-  Shape full{in_shape[0]};
-  for (auto d : out) full.push_back(d);
-  ASSERT_EQ(to_string(y.shape()), to_string(full)) << layer->type_name();
-  const Tn w = Tn::uniform(y.shape(), seed + 100, -1.0, 1.0);
-  const Tn dx = layer->backward(x, y, w, true);
-  ASSERT_EQ(to_string(dx.shape()), to_string(x.shape())) << layer->type_name();
-
-  std::vector<std::vector<double>> pgrads;
-  for (auto* p : layer->parameters()) {
-    ASSERT_EQ(to_string(p->grad.shape()), to_string(p->value.shape()))
-        << layer->type_name() << "/" << p->name;
-    pgrads.push_back(values(p->grad));
-  }
-
-  const auto fresh_loss = [&]() {
-    LayerPtr l = make();
-    l->build(per_sample(in_shape), build_seed);
-    return project(w, l->forward(x, true));
-  };
-  EXPECT_TRUE(grad_close(values(dx), numeric_grad(x, fresh_loss), layer->type_name() + " dL/dx"));
-
-  std::size_t k = 0;
-  for (auto* p : layer->parameters()) {
-    const auto loss = [&]() { return project(w, layer->forward(x, true)); };
-    EXPECT_TRUE(grad_close(pgrads[k++], numeric_grad(p->value, loss),
-                           layer->type_name() + " dL/d" + p->name));
-  }
-
-  // need_dx = false: no input gradient, the same parameter gradients.
-  if (!layer->parameters().empty()) {
-    const Tn y2 = layer->forward(x, true);
-    const Tn none = layer->backward(x, y2, w, false);
-    EXPECT_EQ(none.size(), 0u);
-    k = 0;
-    for (auto* p : layer->parameters()) {
-      EXPECT_TRUE(grad_close(values(p->grad), pgrads[k++],
-                             layer->type_name() + " need_dx=false " + p->name));
-    }
-  }
-}
-
-template <class Spec>
-Factory factory(Spec spec) {
-  return [spec]() { return nn::make_layer<D, T>(spec); };
-}
 
 // ---- Dense ------------------------------------------------------------------------------
 
 class DenseGradient : public ::testing::TestWithParam<Activation> {};
 
 TEST_P(DenseGradient, InputAndParameters) {
-  check_layer(factory(Dense(5, GetParam())), {3, 4}, {5});
+  check_layer(Dense(5, GetParam()), {3, 4}, {5});
 }
 
 TEST_P(DenseGradient, OverLastAxisOfRank3Input) {
-  check_layer(factory(Dense(3, GetParam())), {2, 2, 4}, {2, 3}, 2);
+  check_layer(Dense(3, GetParam()), {2, 2, 4}, {2, 3}, 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllActivations, DenseGradient,
@@ -164,10 +44,8 @@ INSTANTIATE_TEST_SUITE_P(AllActivations, DenseGradient,
                          [](const auto& info) { return to_string(info.param); });
 
 TEST(LayerGradient, DenseWithoutBias) {
-  LayerPtr l = nn::make_layer<D, T>(Dense(4, Activation::tanh, /*bias=*/false));
-  l->build({3}, 1);
-  EXPECT_EQ(l->parameters().size(), 1u);
-  check_layer(factory(Dense(4, Activation::tanh, false)), {2, 3}, {4});
+  EXPECT_EQ(one_layer_model(Dense(4, Activation::tanh, /*bias=*/false), {{2, 3}}).parameters().size(), 1u);
+  check_layer(Dense(4, Activation::tanh, false), {2, 3}, {4});
 }
 
 // ---- Conv2D ------------------------------------------------------------------------------
@@ -190,7 +68,7 @@ class Conv2DGradient : public ::testing::TestWithParam<ConvCase> {};
 TEST_P(Conv2DGradient, InputAndParameters) {
   const ConvCase& c = GetParam();
   Conv2D spec(2, c.kernel, c.act, {c.stride, c.stride}, c.padding);
-  check_layer(factory(spec), c.in, c.out);
+  check_layer(spec, c.in, c.out);
 }
 
 // Input [2, 5, 6, 3]: odd and even extents, so 'same' padding is asymmetric on one axis.
@@ -236,11 +114,13 @@ class PoolingGradient : public ::testing::TestWithParam<PoolCase> {};
 
 TEST_P(PoolingGradient, Input) {
   const PoolCase& c = GetParam();
-  const Factory f = c.max ? factory(MaxPooling2D(c.pool, c.strides, c.padding))
-                          : factory(AveragePooling2D(c.pool, c.strides, c.padding));
   // Random inputs: ties within a window (where max pooling is not differentiable) have
   // probability zero.
-  check_layer(f, c.in, c.out, 3);
+  if (c.max) {
+    check_layer(MaxPooling2D(c.pool, c.strides, c.padding), c.in, c.out, 3);
+  } else {
+    check_layer(AveragePooling2D(c.pool, c.strides, c.padding), c.in, c.out, 3);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -261,13 +141,13 @@ INSTANTIATE_TEST_SUITE_P(
 // ---- layers without kernels ----------------------------------------------------------------
 
 TEST(LayerGradient, Flatten) {
-  check_layer(factory(Flatten()), {2, 3, 2, 2}, {12});
+  check_layer(Flatten(), {2, 3, 2, 2}, {12});
 }
 
 class ActivationLayerGradient : public ::testing::TestWithParam<Activation> {};
 
 TEST_P(ActivationLayerGradient, Input) {
-  check_layer(factory(layers::Activation(GetParam())), {3, 5}, {5});
+  check_layer(layers::Activation(GetParam()), {3, 5}, {5});
 }
 
 INSTANTIATE_TEST_SUITE_P(AllActivations, ActivationLayerGradient,
@@ -278,12 +158,12 @@ INSTANTIATE_TEST_SUITE_P(AllActivations, ActivationLayerGradient,
 
 TEST(LayerGradient, DropoutBackwardIsMaskTimesDy) {
   const double rate = 0.4;
-  LayerPtr l = nn::make_layer<D, T>(Dropout(rate));
-  ASSERT_EQ(to_string(l->build({50}, 5)), to_string(Shape{50}));
+  auto m = one_layer_model(Dropout(rate), {{4, 50}});
   const Tn x = Tn::uniform({4, 50}, 9, 0.5, 1.5);  // never zero: the mask is y / x
-  const Tn y = l->forward(x, true);
   const Tn dy = Tn::uniform({4, 50}, 10, -1.0, 1.0);
-  const Tn dx = l->backward(x, y, dy, true);
+  const auto r = m.vjp({x}, {dy});
+  const Tn& y = r.outputs[0];
+  const Tn& dx = r.input_grads[0];
   std::size_t dropped = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
     const double mask = y.data()[i] / x.data()[i];
@@ -298,51 +178,59 @@ TEST(LayerGradient, DropoutBackwardIsMaskTimesDy) {
   EXPECT_GT(dropped, 40u);
   EXPECT_LT(dropped, 120u);
   // Inference: the identity.
-  const Tn yi = l->forward(x, false);
+  const Tn yi = m(x);
   for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(yi.data()[i], x.data()[i]);
 }
 
 TEST(LayerGradient, DropoutFixedMask) {
-  // Every evaluation uses a fresh layer with the same seed at step 0: the same mask.
-  check_layer(factory(Dropout(0.3)), {3, 8}, {8});
+  // Every evaluation replays training step 0: the same mask.
+  check_layer(Dropout(0.3), {3, 8}, {8});
 }
 
 TEST(LayerGradient, DropoutMaskChangesBetweenSteps) {
-  LayerPtr l = nn::make_layer<D, T>(Dropout(0.5));
-  l->build({64}, 5);
+  auto m = one_layer_model(Dropout(0.5), {{1, 64}});
   const Tn x = Tn::ones({1, 64});
-  const Tn a = l->forward(x, true), b = l->forward(x, true);
+  const Tn a = m(x, true), b = m(x, true);
   EXPECT_NE(values(a), values(b));
+  // Replaying a step replays its mask.
+  m.set_training_step(0);
+  EXPECT_EQ(values(m(x, true)), values(a));
 }
 
 TEST(LayerGradient, BatchNormalizationTraining2D) {
-  check_layer(factory(BatchNormalization()), {5, 3}, {3});
+  check_layer(BatchNormalization(), {5, 3}, {3});
 }
 
 TEST(LayerGradient, BatchNormalizationTraining4D) {
   // Statistics over N, H and W per channel (the last axis).
-  check_layer(factory(BatchNormalization(0.9, 1e-2)), {2, 3, 2, 2}, {3, 2, 2}, 4);
+  check_layer(BatchNormalization(0.9, 1e-2), {2, 3, 2, 2}, {3, 2, 2}, 4);
 }
 
 TEST(LayerGradient, BatchNormalizationWithNonTrivialGammaBeta) {
   // gamma = 1 and beta = 0 at initialisation hide terms scaled by gamma; perturb them.
-  LayerPtr l = nn::make_layer<D, T>(BatchNormalization());
-  l->build({3}, 0);
-  auto ps = l->parameters();
+  auto m = one_layer_model(BatchNormalization(), {{4, 3}});
+  auto ps = m.parameters();
   ASSERT_EQ(ps.size(), 2u);
-  EXPECT_EQ(ps[0]->name, "gamma");
-  EXPECT_EQ(ps[1]->name, "beta");
+  EXPECT_EQ(ps[0]->name, "batch_normalization/gamma");
+  EXPECT_EQ(ps[1]->name, "batch_normalization/beta");
   ps[0]->value = Tn{0.5, -1.5, 2.0};
   ps[1]->value = Tn{0.1, 0.2, -0.3};
   Tn x = Tn::uniform({4, 3}, 21, -2.0, 2.0);
-  const Tn y = l->forward(x, true);
-  const Tn w = Tn::uniform(y.shape(), 22, -1.0, 1.0);
-  const Tn dx = l->backward(x, y, w, true);
-  const std::vector<double> dgamma = values(ps[0]->grad), dbeta = values(ps[1]->grad);
-  const auto loss = [&]() { return project(w, l->forward(x, true)); };
-  EXPECT_TRUE(grad_close(values(dx), numeric_grad(x, loss), "BatchNormalization dL/dx"));
-  EXPECT_TRUE(grad_close(dgamma, numeric_grad(ps[0]->value, loss), "BatchNormalization dL/dgamma"));
-  EXPECT_TRUE(grad_close(dbeta, numeric_grad(ps[1]->value, loss), "BatchNormalization dL/dbeta"));
+  const Tn w = Tn::uniform({4, 3}, 22, -1.0, 1.0);
+  const auto r = m.vjp({x}, {w});
+  const auto loss = [&]() { return project(w, m(x, true)); };
+  EXPECT_TRUE(grad_close(values(r.input_grads[0]), numeric_grad(x, loss), "BatchNormalization dL/dx"));
+  EXPECT_TRUE(grad_close(values(r.param_grads[0]), numeric_grad(ps[0]->value, loss), "BatchNormalization dL/dgamma"));
+  EXPECT_TRUE(grad_close(values(r.param_grads[1]), numeric_grad(ps[1]->value, loss), "BatchNormalization dL/dbeta"));
+}
+
+TEST(LayerGradient, BatchNormalizationWithoutCenterOrScale) {
+  BatchNormalization b;
+  b.center = false;
+  check_layer(b, {5, 3}, {3});
+  BatchNormalization c;
+  c.scale = false;
+  check_layer(c, {5, 3}, {3});
 }
 
 // ---- losses, directly ------------------------------------------------------------------------
@@ -508,7 +396,7 @@ TEST(LossStability, HugeLogitsThroughAModel) {
 
 /// Checks the gradients value_and_gradient returns against central differences of its loss.
 template <class Y>
-void check_model(Sequential<D, T>& model, const Tn& x, const Y& y, const LossConfig& loss,
+void check_model(Model<D, T>& model, const Tn& x, const Y& y, const LossConfig& loss,
                  const std::string& what) {
   const auto r = model.value_and_gradient(x, y, loss);
   ASSERT_EQ(r.loss.rank(), 0u);

@@ -564,9 +564,9 @@ TEST(NnEarlyStopping, PatienceAsInKeras) {
   const auto stop_epoch = [](std::size_t patience, const std::vector<double>& values,
                              double min_delta = 0) {
     EarlyStopping es({.monitor = "loss", .min_delta = min_delta, .patience = patience});
-    es.on_train_begin();
+    es.reset();
     for (std::size_t e = 0; e < values.size(); ++e) {
-      if (es.on_epoch_end(e, {{"loss", values[e]}})) {
+      if (es.observe(e, {{"loss", values[e]}})) {
         EXPECT_EQ(es.stopped_epoch(), static_cast<long>(e));
         return static_cast<long>(e);
       }
@@ -590,26 +590,26 @@ TEST(NnEarlyStopping, PatienceAsInKeras) {
 
 TEST(NnEarlyStopping, AccuracyIsMaximisedAndMissingMonitorThrows) {
   EarlyStopping es({.monitor = "val_accuracy", .patience = 0});
-  es.on_train_begin();
-  EXPECT_FALSE(es.on_epoch_end(0, {{"val_accuracy", 0.5}}));
-  EXPECT_FALSE(es.on_epoch_end(1, {{"val_accuracy", 0.6}}));
+  es.reset();
+  EXPECT_FALSE(es.observe(0, {{"val_accuracy", 0.5}}));
+  EXPECT_FALSE(es.observe(1, {{"val_accuracy", 0.6}}));
   EXPECT_TRUE(es.improved());
-  EXPECT_TRUE(es.on_epoch_end(2, {{"val_accuracy", 0.55}}));
+  EXPECT_TRUE(es.observe(2, {{"val_accuracy", 0.55}}));
   EXPECT_EQ(es.best_epoch(), 1u);
   EXPECT_DOUBLE_EQ(es.best(), 0.6);
   EarlyStopping missing;  // monitors val_loss
-  missing.on_train_begin();
-  EXPECT_THROW(missing.on_epoch_end(0, {{"loss", 1.0}}), argument_error);
+  missing.reset();
+  EXPECT_THROW(missing.observe(0, {{"loss", 1.0}}), argument_error);
 }
 
 /// Stops after a given epoch and records what it saw.
 struct StopAfter final : Callback {
   explicit StopAfter(std::size_t e) : at(e) {}
-  void on_train_begin() override { ++begun; }
-  bool on_epoch_end(std::size_t epoch, const Logs& logs) override {
+  void on_train_begin(TrainingContext&) override { ++begun; }
+  void on_epoch_end(TrainingContext& ctx, std::size_t epoch, const Logs& logs) override {
     seen.push_back(epoch);
     EXPECT_TRUE(logs.count("loss"));
-    return epoch == at;
+    if (epoch == at) ctx.stop_training();
   }
   std::size_t at, begun = 0;
   std::vector<std::size_t> seen;
@@ -824,7 +824,7 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
 
   // fit: training or validation labels, checked before the first step.
   EXPECT_TRUE(throws_with<label_error>([&] { m.fit(x, bad, {.epochs = 2, .verbose = 0}); },
-                                       "locus::Sequential::fit", "label 2 is outside", "[0, 2)",
+                                       "locus::Model::fit", "label 2 is outside", "[0, 2)",
                                        "2 classes"));
   EXPECT_TRUE(unchanged());
   EXPECT_TRUE(throws_with<label_error>([&] { m.fit(x, neg, {.verbose = 0}); }, "label -1"));
@@ -851,7 +851,7 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
 
   // evaluate.
   EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, bad, 5); },
-                                       "locus::Sequential::evaluate", "label 2", "[0, 2)"));
+                                       "locus::Model::evaluate", "label 2", "[0, 2)"));
   EXPECT_TRUE(throws_with<label_error>(
       [&] {
         m.evaluate(vx, to<Dev>(HostI{0, 1, -4, 0, 1, 1}));
@@ -863,7 +863,7 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
   if constexpr (HostDevice<Dev>) {
     EXPECT_TRUE(throws_with<label_error>(
         [&] { m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{}); },
-        "locus::Sequential::value_and_gradient", "label 2", "[0, 2)"));
+        "locus::Model::value_and_gradient", "label 2", "[0, 2)"));
     EXPECT_TRUE(throws_with<label_error>(
         [&] { m.value_and_gradient(x, neg, LossConfig{SparseCategoricalCrossentropy{}}); },
         "label -1"));
@@ -871,7 +871,7 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
     auto r = m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{});
     EXPECT_EQ(r.grads.size(), 4u);
     EXPECT_TRUE(throws_with<label_error>(
-        [&] { m.check_labels(); }, "locus::Sequential::value_and_gradient", "label 2", "[0, 2)"));
+        [&] { m.check_labels(); }, "locus::Model::value_and_gradient", "label 2", "[0, 2)"));
     EXPECT_NO_THROW(m.check_labels());  // the record was cleared
     r = m.value_and_gradient(x, neg, SparseCategoricalCrossentropy{});
     // A later fit reports it before its first step, and names where it came from.
@@ -881,12 +881,12 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
     r = m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{});
     EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, y); },
                                          "value_and_gradient (an earlier call, found by "
-                                         "locus::Sequential::evaluate)",
+                                         "locus::Model::evaluate)",
                                          "label 2"));
     // Both at once: evaluate's own labels first, the earlier call's at the next check.
     r = m.value_and_gradient(x, neg, SparseCategoricalCrossentropy{});
     EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, bad); },
-                                         "locus::Sequential::evaluate: label 2"));
+                                         "locus::Model::evaluate: label 2"));
     EXPECT_TRUE(throws_with<label_error>([&] { m.check_labels(); }, "label -1"));
   }
   EXPECT_NO_THROW(m.check_labels());
@@ -935,20 +935,28 @@ TYPED_TEST(NnModel, BuildsAtFirstCallWithoutInput) {
   EXPECT_EQ(m.count_params(), 7u * 3 + 3 + 3 * 2 + 2);
 }
 
-TYPED_TEST(NnModel, AcceptsLayersBoundToItsDevice) {
+TYPED_TEST(NnModel, AcceptsModelsBoundToItsDevice) {
   using Dev = TypeParam;
+  // A model bound to this device nests, with its weights (tests/compile_fail/
+  // model_add_cpu_model.cpp: one of another device does not compile).
+  Sequential<Dev> inner(Input({3}), Dense(4, Activation::relu), Dense(2));
+  inner.build(5);
   Sequential<Dev> m(Input({3}));
-  m.add(std::make_unique<nn::DenseLayer<Dev, float>>(Dense(4, Activation::relu)));
-  std::unique_ptr<nn::Layer<Dev, float>> base =
-      std::make_unique<nn::DenseLayer<Dev, float>>(Dense(2));
-  m.add(std::move(base));
+  m.add(inner);
   m.add(Dense(1));
   m.build(1);
-  EXPECT_EQ(m.layer(0).name, "dense");
-  EXPECT_EQ(m.layer(1).name, "dense_1");
-  EXPECT_EQ(m.layer(2).name, "dense_2");
+  EXPECT_EQ(m.layer(0).name, "sequential");
+  EXPECT_EQ(m.layer(1).name, "dense");
   EXPECT_EQ(m.count_params(), 3u * 4 + 4 + 4 * 2 + 2 + 2 + 1);
-  EXPECT_EQ(to_string(m(to<Dev>(random_host<float>({2, 3}, 1))).shape()), "[2, 1]");
+  const auto x = to<Dev>(random_host<float>({2, 3}, 1));
+  EXPECT_EQ(to_string(m(x).shape()), "[2, 1]");
+  const auto wi = inner.weights();
+  const auto wm = m.weights();
+  ASSERT_EQ(wm.size(), wi.size() + 2);
+  for (std::size_t i = 0; i < wi.size(); ++i) {
+    EXPECT_EQ(wm[i].first, "sequential/" + wi[i].first);
+    EXPECT_TRUE(bitwise_equal(*wm[i].second, *wi[i].second)) << wm[i].first;
+  }
 }
 
 // ---- transfers

@@ -34,6 +34,13 @@ class argument_error : public error {
   using error::error;
 };
 
+/// A layer or model configuration that locus cannot build: an unknown key value, a
+/// missing entry, a layer class it does not have, a graph that does not connect.
+class config_error : public argument_error {
+ public:
+  using argument_error::argument_error;
+};
+
 /// A class label outside [0, classes) given to a sparse loss (Keras raises
 /// InvalidArgumentError on the CPU). label() is the offending value (the smallest negative
 /// one, else the largest one), classes() the number of classes of the model's output.

@@ -1,11 +1,15 @@
-// Keras-style models: layers, Sequential, losses, optimizers, metrics, callbacks.
+// Keras-style models: layers, the functional API, Model and Sequential, losses,
+// optimizers, metrics, the training loop and callbacks.
 #pragma once
 
 #include "nn/activation.hpp"
-#include "nn/callbacks.hpp"
-#include "nn/layer.hpp"
-#include "nn/layers/make_layer.hpp"
+#include "nn/functional.hpp"
+#include "nn/layers.hpp"
 #include "nn/losses.hpp"
 #include "nn/metrics.hpp"
+#include "nn/model.hpp"
 #include "nn/optimizers.hpp"
 #include "nn/sequential.hpp"
+#include "nn/training/callbacks.hpp"
+#include "nn/training/progress.hpp"
+#include "nn/training/trainer.hpp"

@@ -148,6 +148,44 @@ LOCUS_CONVERSION_GPU_(0, 2)
 LOCUS_CONVERSION_GPU_(2, 0)
 LOCUS_CONVERSION_GPU_(1, 2)
 LOCUS_CONVERSION_GPU_(2, 1)
+
+// ---- models: a model bound to one device never becomes a model of another --------------
+
+template <class Dst, class Src, class Context = void>
+struct model_device_mismatch {
+  static_assert(dependent_false<Dst, Src, Context>,
+                "locus: a model bound to one device cannot be used as a model of another (devices "
+                "named in the 'required from' note); copy it explicitly with locus::to<Dev>(model)");
+};
+template <class D, class Context>
+struct model_device_mismatch<D, D, Context> {};
+
+#define LOCUS_MODEL_CONVERSION_(D, S, DS, SS, DQ)                                          \
+  template <class Context>                                                                \
+  struct model_device_mismatch<D, S, Context> {                                           \
+    static_assert(dependent_false<Context>,                                               \
+                  "locus: a model bound to " SS " cannot be used as a model on " DS       \
+                  "; copy it explicitly: locus::to<" DQ ">(model)");                      \
+  };
+#define LOCUS_MODEL_CPU_GPU_(N)                                                                        \
+  LOCUS_MODEL_CONVERSION_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N), LOCUS_QCPU_) \
+  LOCUS_MODEL_CONVERSION_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_, LOCUS_QGPU_(N))
+#define LOCUS_MODEL_GPU_(A, B)                                                                   \
+  LOCUS_MODEL_CONVERSION_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), \
+                          LOCUS_GPU_(B), LOCUS_QGPU_(A))
+LOCUS_MODEL_CPU_GPU_(0)
+LOCUS_MODEL_CPU_GPU_(1)
+LOCUS_MODEL_CPU_GPU_(2)
+LOCUS_MODEL_CPU_GPU_(3)
+LOCUS_MODEL_GPU_(0, 1)
+LOCUS_MODEL_GPU_(1, 0)
+LOCUS_MODEL_GPU_(0, 2)
+LOCUS_MODEL_GPU_(2, 0)
+LOCUS_MODEL_GPU_(1, 2)
+LOCUS_MODEL_GPU_(2, 1)
+#undef LOCUS_MODEL_GPU_
+#undef LOCUS_MODEL_CPU_GPU_
+#undef LOCUS_MODEL_CONVERSION_
 #undef LOCUS_CONVERSION_GPU_
 #undef LOCUS_CONVERSION_CPU_GPU_
 #undef LOCUS_CONVERSION_

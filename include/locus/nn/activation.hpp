@@ -91,6 +91,17 @@ Tensor<T, Dev> bias_activate(Activation a, Tensor<T, Dev> z, const Tensor<T, Dev
   }
 }
 
+/// Whether the derivative of `a` is computed from its input z (false: from its output y,
+/// so a layer keeps only its output for the backward pass).
+inline bool derivative_needs_input(Activation) { return false; }
+
+/// dL/dz from dL/dy and z, for the activations whose derivative needs the input.
+template <class T, class Dev>
+Tensor<T, Dev> activation_backward_from_input(Activation a, const Tensor<T, Dev>&, const Tensor<T, Dev>& dy) {
+  (void)a;
+  return dy;
+}
+
 /// dL/dz from dL/dy and y = act(z).
 template <class T, class Dev>
 Tensor<T, Dev> activation_backward(Activation a, const Tensor<T, Dev>& y, const Tensor<T, Dev>& dy) {

@@ -36,11 +36,15 @@ struct BinaryCrossentropy {
 struct MeanSquaredError {
   static constexpr const char* name = "mean_squared_error";
 };
+struct MeanAbsoluteError {
+  static constexpr const char* name = "mean_absolute_error";
+};
 
 template <class L>
 inline constexpr bool is_loss_v =
     std::is_same_v<L, SparseCategoricalCrossentropy> || std::is_same_v<L, CategoricalCrossentropy> ||
-    std::is_same_v<L, BinaryCrossentropy> || std::is_same_v<L, MeanSquaredError>;
+    std::is_same_v<L, BinaryCrossentropy> || std::is_same_v<L, MeanSquaredError> ||
+    std::is_same_v<L, MeanAbsoluteError>;
 
 /// Labels a loss takes: class indices for the sparse loss, targets shaped like the output
 /// otherwise.
@@ -79,6 +83,10 @@ constexpr void require_loss_labels() {
                   "with locus::cast<T>(labels)");
     static_assert(!std::is_same_v<Loss, MeanSquaredError>,
                   "locus: MeanSquaredError needs float targets shaped like the output "
+                  "(Tensor<T, Dev>, T the model's element type), got int32 labels; convert them "
+                  "with locus::cast<T>(labels)");
+    static_assert(!std::is_same_v<Loss, MeanAbsoluteError>,
+                  "locus: MeanAbsoluteError needs float targets shaped like the output "
                   "(Tensor<T, Dev>, T the model's element type), got int32 labels; convert them "
                   "with locus::cast<T>(labels)");
   } else {
@@ -261,11 +269,24 @@ loss_value<T, Dev> compute_loss(const MeanSquaredError& l, const Tensor<T, Dev>&
   return {scaled(sum(square(out - y)), inv), (out - y) * static_cast<T>(2 * inv)};
 }
 
+template <class T, class Dev>
+loss_value<T, Dev> compute_loss(const MeanAbsoluteError& l, const Tensor<T, Dev>& out,
+                                const Tensor<T, Dev>& y) {
+  if (!(out.shape() == y.shape())) {
+    throw shape_error(std::string("locus::") + l.name + ": targets " + to_string(y.shape()) +
+                      " differ from output " + to_string(out.shape()));
+  }
+  const double inv = 1.0 / static_cast<double>(out.size() ? out.size() : 1);
+  const T s = static_cast<T>(inv);
+  // d|d|/dd = sign(d), 0 at 0 (as the subgradient TensorFlow takes).
+  return {scaled(sum(abs(out - y)), inv), where(greater(out, y), s, where(less(out, y), -s, T(0)))};
+}
+
 /// A loss with labels it does not take: a compile error that says what to do.
 template <class Loss, class T, class Dev, class L>
   requires(is_loss_v<Loss> && !loss_takes_labels_v<Loss, L, T>)
 loss_value<T, Dev> compute_loss(const Loss&, const Tensor<T, Dev>&, const Tensor<L, Dev>&) {
-  detail::require_loss_labels<Loss, L, T>();
+  locus::detail::require_loss_labels<Loss, L, T>();
   return {};
 }
 

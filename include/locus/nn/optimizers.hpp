@@ -12,7 +12,8 @@
 #include "../detail/contract.hpp"
 #include "../error.hpp"
 #include "../tensor.hpp"
-#include "layer.hpp"
+#include "../transfer.hpp"
+#include "parameter.hpp"
 
 namespace locus {
 
@@ -38,7 +39,7 @@ struct RMSprop {
 using OptimizerConfig = std::variant<SGD, Adam, RMSprop>;
 
 template <AnyDevice Dev, class T>
-class Sequential;
+class Model;
 
 /// An optimizer bound to one device: its slots live there, and it only updates models of
 /// that device.
@@ -50,6 +51,32 @@ class Optimizer {
 
   const OptimizerConfig& config() const { return cfg_; }
   std::uint64_t iterations() const { return iterations_; }
+
+  /// The slot tensors of parameter i that exist (momentum, moments, centred mean; in that
+  /// order, empty ones left out): the optimizer's variables in Keras's terms.
+  std::vector<const tensor*> slot_tensors(std::size_t i) const {
+    std::vector<const tensor*> out;
+    if (i >= slots_.size()) return out;
+    for (const tensor* t : {&slots_[i].a, &slots_[i].b, &slots_[i].c})
+      if (t->size()) out.push_back(t);
+    return out;
+  }
+  std::size_t slotted_parameters() const { return slots_.size(); }
+
+  /// A copy of this optimizer (configuration, iteration count and every slot) on device
+  /// D2: each slot crosses with a counted locus::to<D2>.
+  template <AnyDevice D2>
+  Optimizer<D2, T> copy_to() const {
+    Optimizer<D2, T> o(cfg_);
+    o.iterations_ = iterations_;
+    o.slots_.resize(slots_.size());
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      o.slots_[i].a = copy_slot<D2>(slots_[i].a);
+      o.slots_[i].b = copy_slot<D2>(slots_[i].b);
+      o.slots_[i].c = copy_slot<D2>(slots_[i].c);
+    }
+    return o;
+  }
 
   /// Applies gradients to parameters, pairwise (grads[i] belongs to params[i]).
   void apply(const std::vector<nn::Parameter<Dev, T>*>& params, const std::vector<const tensor*>& grads) {
@@ -79,9 +106,10 @@ class Optimizer {
     apply(params, grads);
   }
 
-  /// Keras's apply_gradients for a custom training loop.
+  /// Keras's apply_gradients for a custom training loop: grads[i] belongs to
+  /// model.parameters()[i] (the order of value_and_gradient's gradients).
   template <AnyDevice D2, class T2>
-  void apply_gradients(const std::vector<Tensor<T2, D2>>& grads, Sequential<D2, T2>& model) {
+  void apply_gradients(const std::vector<Tensor<T2, D2>>& grads, Model<D2, T2>& model) {
     (void)sizeof(detail::require_same_device<Dev, D2>);
     if constexpr (std::is_same_v<Dev, D2> && std::is_same_v<T, T2>) {
       std::vector<const tensor*> g;
@@ -91,6 +119,15 @@ class Optimizer {
   }
 
  private:
+  template <AnyDevice, class>
+  friend class Optimizer;
+
+  template <AnyDevice D2>
+  static Tensor<T, D2> copy_slot(const tensor& t) {
+    if (t.size() == 0) return {};
+    return locus::to<D2>(t);
+  }
+
   struct slots {
     tensor a, b, c;  // momentum / first moment, second moment, centred mean
   };

@@ -1,76 +1,150 @@
 // BatchNormalization over the last axis (Keras defaults: momentum 0.99, epsilon 1e-3,
-// learnable gamma and beta). Training normalises with the batch statistics and updates
-// moving averages (biased variance, as Keras does); inference uses the moving averages.
+// learnable gamma and beta). A training call normalises with the batch statistics and
+// updates the moving averages (biased variance, as Keras does); inference uses the moving
+// averages, folded into one scale and one shift per channel.
 #pragma once
 
 #include <cmath>
 #include <string>
 
 #include "../../ops/reduce.hpp"
-#include "../layer.hpp"
-#include "specs.hpp"
+#include "common.hpp"
 
-namespace locus::nn {
+namespace locus::layers {
 
-template <AnyDevice Dev, class T>
-class BatchNormLayer final : public Layer<Dev, T> {
- public:
-  using tensor = Tensor<T, Dev>;
-  explicit BatchNormLayer(const layers::BatchNormalization& cfg) : cfg_(cfg) {}
+struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
+  double momentum = 0.99;
+  double epsilon = 1e-3;
+  bool center = true;  ///< learn beta
+  bool scale = true;   ///< learn gamma
+  BatchNormalization() = default;
+  BatchNormalization(double m, double e) : momentum(m), epsilon(e) {}
 
-  std::string type_name() const override { return "BatchNormalization"; }
-
-  Shape build(const Shape& in, std::uint64_t) override {
-    if (in.rank() == 0) throw shape_error("locus::BatchNormalization: needs at least one axis");
-    c_ = in.back();
-    gamma_ = {"gamma", tensor::ones({c_}), tensor()};
-    beta_ = {"beta", tensor::zeros({c_}), tensor()};
-    moving_mean_ = tensor::zeros({c_});
-    moving_var_ = tensor::ones({c_});
-    return in;
+  static constexpr const char* keras_class = "BatchNormalization";
+  nn::Config config() const override {
+    using nn::Config;
+    return Config::make({{"axis", -1},
+                         {"momentum", momentum},
+                         {"epsilon", epsilon},
+                         {"center", center},
+                         {"scale", scale},
+                         {"beta_initializer", nn::Initializer::zeros().config()},
+                         {"gamma_initializer", nn::Initializer::ones().config()},
+                         {"moving_mean_initializer", nn::Initializer::zeros().config()},
+                         {"moving_variance_initializer", nn::Initializer::ones().config()},
+                         {"beta_regularizer", nullptr},
+                         {"gamma_regularizer", nullptr},
+                         {"beta_constraint", nullptr},
+                         {"gamma_constraint", nullptr},
+                         {"synchronized", false}});
+  }
+  static BatchNormalization from_config(const nn::Config& c) {
+    BatchNormalization b;
+    if (const auto* a = c.find("axis")) {
+      const nn::Config& ax = a->is_array() && a->as_array().size() == 1 ? a->as_array()[0] : *a;
+      b.axis_ = ax.as_int();
+    }
+    if (const auto* m = c.find("momentum")) b.momentum = m->as_double();
+    if (const auto* e = c.find("epsilon")) b.epsilon = e->as_double();
+    if (const auto* v = c.find("center")) b.center = v->as_bool();
+    if (const auto* v = c.find("scale")) b.scale = v->as_bool();
+    if (!(b.epsilon > 0)) throw config_error("locus::BatchNormalization: epsilon must be positive");
+    return b;
   }
 
-  tensor forward(const tensor& x, bool training) override {
-    const T eps = static_cast<T>(cfg_.epsilon);
-    if (!training) {
-      return (x - moving_mean_) / sqrt(moving_var_ + eps) * gamma_.value + beta_.value;
+  std::vector<Shape> output_shapes(const std::vector<Shape>& in) const override {
+    const Shape& s = in[0];
+    if (s.rank() == 0) throw shape_error(nn::layer_label(*this) + ": needs at least one axis");
+    // Keras counts the batch axis: axis 3 of [N, H, W, C] is the last one.
+    if (axis_ != -1 && axis_ != static_cast<std::int64_t>(s.rank())) {
+      throw config_error(nn::layer_label(*this) + ": axis " + std::to_string(axis_) + " of input " +
+                         to_string(s) + " is not supported; locus normalises the last axis (channels_last)");
     }
-    const std::size_t rows = x.size() / c_;
-    const T inv_rows = T(1) / static_cast<T>(rows);
-    tensor mean = detail::sum_rows(x, rows, c_);
+    return {s};
+  }
+  std::vector<nn::WeightSpec> weights(const std::vector<Shape>& in) const override {
+    const std::size_t c = in[0].back();
+    std::vector<nn::WeightSpec> w;
+    if (scale) w.push_back({"gamma", {c}, nn::Initializer::ones()});
+    if (center) w.push_back({"beta", {c}, nn::Initializer::zeros()});
+    w.push_back({"moving_mean", {c}, nn::Initializer::zeros(), false});
+    w.push_back({"moving_variance", {c}, nn::Initializer::ones(), false});
+    return w;
+  }
+  nn::BackwardNeeds backward_needs() const override { return {false, false}; }
+
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> forward(const nn::Forward<Dev, T>& f) const {
+    using tensor = Tensor<T, Dev>;
+    const tensor& x = f.x();
+    const std::size_t c = x.shape().back(), rows = c ? x.size() / c : 0;
+    const T eps = static_cast<T>(epsilon);
+    const tensor* gamma = scale ? f.w[0] : nullptr;
+    const tensor* beta = center ? f.w[scale ? 1 : 0] : nullptr;
+    std::vector<tensor> out;
+    if (!f.training()) {
+      const tensor& mm = *f.w[f.w.size() - 2];
+      const tensor& mv = *f.w[f.w.size() - 1];
+      tensor k = T(1) / sqrt(mv + eps);
+      if (gamma) k *= *gamma;
+      tensor shift = -(mm * k);
+      if (beta) shift += *beta;
+      out.push_back(f.in[0].take());
+      out[0] = out[0] * k + shift;
+      return out;
+    }
+    const T inv_rows = T(1) / static_cast<T>(rows ? rows : 1);
+    tensor mean = detail::sum_rows(x, rows, c);
     mean *= inv_rows;
     tensor centered = x - mean;
-    tensor var = detail::sum_rows(tensor(square(centered)), rows, c_);
+    tensor var = detail::sum_rows(tensor(square(centered)), rows, c);
     var *= inv_rows;
-    inv_std_ = T(1) / sqrt(var + eps);
-    xhat_ = centered * inv_std_;
-    const T m = static_cast<T>(cfg_.momentum);
-    moving_mean_ = moving_mean_ * m + mean * (T(1) - m);
-    moving_var_ = moving_var_ * m + var * (T(1) - m);
-    return xhat_ * gamma_.value + beta_.value;
+    tensor inv_std = T(1) / sqrt(var + eps);
+    tensor xhat = std::move(centered);
+    xhat *= inv_std;
+    const T m = static_cast<T>(momentum);
+    tensor& mm = *f.state[0];
+    tensor& mv = *f.state[1];
+    mm = mm * m + mean * (T(1) - m);
+    mv = mv * m + var * (T(1) - m);
+    if (gamma && beta) {
+      out.push_back(xhat * *gamma + *beta);
+    } else if (gamma) {
+      out.push_back(xhat * *gamma);
+    } else if (beta) {
+      out.push_back(xhat + *beta);
+    } else {
+      out.push_back(xhat);
+    }
+    f.saved->tensors.push_back(std::move(xhat));
+    f.saved->tensors.push_back(std::move(inv_std));
+    return out;
   }
 
-  tensor backward(const tensor& x, const tensor&, const tensor& dy, bool need_dx) override {
-    const std::size_t rows = x.size() / c_;
-    beta_.grad = detail::sum_rows(dy, rows, c_);
-    gamma_.grad = detail::sum_rows(tensor(dy * xhat_), rows, c_);
-    if (!need_dx) return tensor();
-    // dx = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))
-    const T inv_rows = T(1) / static_cast<T>(rows);
-    return (gamma_.value * inv_std_) *
-           (dy - beta_.grad * inv_rows - xhat_ * (gamma_.grad * inv_rows));
-  }
-
-  std::vector<Parameter<Dev, T>*> parameters() override { return {&gamma_, &beta_}; }
-  std::vector<std::pair<std::string, tensor*>> state() override {
-    return {{"moving_mean", &moving_mean_}, {"moving_variance", &moving_var_}};
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> backward(const nn::Backward<Dev, T>& b) const {
+    using tensor = Tensor<T, Dev>;
+    const tensor& dy = *b.dy[0];
+    const tensor& xhat = b.saved.tensors[0];
+    const tensor& inv_std = b.saved.tensors[1];
+    const std::size_t c = dy.shape().back(), rows = c ? dy.size() / c : 0;
+    tensor dbeta = detail::sum_rows(dy, rows, c);
+    tensor dgamma = detail::sum_rows(tensor(dy * xhat), rows, c);
+    std::vector<tensor> dx(1);
+    if (b.need_dx[0]) {
+      // dx = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))
+      const T inv_rows = T(1) / static_cast<T>(rows ? rows : 1);
+      tensor k = scale ? tensor(*b.w[0] * inv_std) : inv_std;
+      dx[0] = k * (dy - dbeta * inv_rows - xhat * (dgamma * inv_rows));
+    }
+    std::size_t j = 0;
+    if (scale) b.dw[j++] = std::move(dgamma);
+    if (center) b.dw[j++] = std::move(dbeta);
+    return dx;
   }
 
  private:
-  layers::BatchNormalization cfg_;
-  std::size_t c_ = 0;
-  Parameter<Dev, T> gamma_, beta_;
-  tensor moving_mean_, moving_var_, inv_std_, xhat_;
+  std::int64_t axis_ = -1;
 };
 
-}  // namespace locus::nn
+}  // namespace locus::layers

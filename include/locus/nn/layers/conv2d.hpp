@@ -1,102 +1,146 @@
 // Conv2D over NHWC input, as im2col followed by one GEMM with the [KH*KW*C, F] kernel
-// matrix; the GEMM output is already NHWC. Backward reuses the columns kept from the
-// training forward pass: dW = cols^T dZ, dcols = dZ W^T, dx = col2im(dcols).
+// matrix; the GEMM output is already NHWC. A training call keeps the columns for the
+// backward pass: dW = cols^T dZ, dcols = dZ W^T, dx = col2im(dcols).
 #pragma once
 
 #include <string>
 
 #include "../../backend/nn_backend.hpp"
-#include "../../error.hpp"
 #include "../../ops/linalg.hpp"
 #include "../../ops/reduce.hpp"
-#include "../activation.hpp"
-#include "../layer.hpp"
-#include "initializers.hpp"
-#include "specs.hpp"
+#include "activated.hpp"
+#include "common.hpp"
 
-namespace locus::nn {
+namespace locus::layers {
 
-template <AnyDevice Dev, class T>
-class Conv2DLayer final : public Layer<Dev, T> {
- public:
-  using tensor = Tensor<T, Dev>;
-  explicit Conv2DLayer(const layers::Conv2D& cfg) : cfg_(cfg) {}
+struct Conv2D : nn::LayerSpec<Conv2D> {
+  std::size_t filters;
+  Window kernel_size;
+  locus::Activation activation = locus::Activation::linear;
+  Window strides{1, 1};
+  Padding padding = Padding::valid;
+  bool use_bias = true;
 
-  std::string type_name() const override { return "Conv2D"; }
-
-  Shape build(const Shape& in, std::uint64_t seed) override {
-    if (in.rank() != 3) {
-      throw shape_error("locus::Conv2D: expects per-sample input [height, width, channels], got " +
-                        to_string(in));
-    }
-    if (cfg_.strides.h == 0 || cfg_.strides.w == 0 || cfg_.kernel_size.h == 0 || cfg_.kernel_size.w == 0) {
-      throw argument_error("locus::Conv2D: kernel size and strides must be positive");
-    }
-    in_ = in;
-    const bool same = cfg_.padding == Padding::same;
-    ax_h_ = spatial_axis(in[0], cfg_.kernel_size.h, cfg_.strides.h, same);
-    ax_w_ = spatial_axis(in[1], cfg_.kernel_size.w, cfg_.strides.w, same);
-    if (ax_h_.out == 0 || ax_w_.out == 0) {
-      throw shape_error("locus::Conv2D: kernel " + std::to_string(cfg_.kernel_size.h) + "x" +
-                        std::to_string(cfg_.kernel_size.w) + " does not fit input " + to_string(in) +
-                        " with 'valid' padding");
-    }
-    k_ = cfg_.kernel_size.h * cfg_.kernel_size.w * in[2];
-    kernel_.name = "kernel";
-    kernel_.value = glorot_uniform<T, Dev>({cfg_.kernel_size.h, cfg_.kernel_size.w, in[2], cfg_.filters},
-                                           k_, cfg_.kernel_size.h * cfg_.kernel_size.w * cfg_.filters, seed);
-    if (cfg_.use_bias) {
-      bias_.name = "bias";
-      bias_.value = tensor::zeros({cfg_.filters});
-    }
-    return {ax_h_.out, ax_w_.out, cfg_.filters};
+  Conv2D(std::size_t f, Window k, locus::Activation a = locus::Activation::linear, Window s = {1, 1},
+         Padding p = Padding::valid)
+      : filters(f), kernel_size(k), activation(a), strides(s), padding(p) {}
+  Conv2D(std::size_t f, Window k, const char* a) : filters(f), kernel_size(k), activation(parse_activation(a)) {}
+  Conv2D& with_strides(Window s) {
+    strides = s;
+    return *this;
+  }
+  Conv2D& with_padding(Padding p) {
+    padding = p;
+    return *this;
   }
 
-  tensor forward(const tensor& x, bool training) override {
-    const conv_geometry g = geometry(x.shape()[0]);
-    const std::size_t rows = g.n * g.oh * g.ow;
-    tensor cols(uninitialized, {rows, k_});
+  static constexpr const char* keras_class = "Conv2D";
+  nn::Config config() const override {
+    using nn::Config;
+    return Config::make({{"filters", filters},
+                         {"kernel_size", nn::window_config(kernel_size)},
+                         {"strides", nn::window_config(strides)},
+                         {"padding", to_string(padding)},
+                         {"data_format", "channels_last"},
+                         {"dilation_rate", Config::list({1, 1})},
+                         {"groups", 1},
+                         {"activation", to_string(activation)},
+                         {"use_bias", use_bias},
+                         {"kernel_initializer", nn::Initializer::glorot_uniform().config()},
+                         {"bias_initializer", nn::Initializer::zeros().config()},
+                         {"kernel_regularizer", nullptr},
+                         {"bias_regularizer", nullptr},
+                         {"activity_regularizer", nullptr},
+                         {"kernel_constraint", nullptr},
+                         {"bias_constraint", nullptr}});
+  }
+  static Conv2D from_config(const nn::Config& c) {
+    nn::require_channels_last(c, "Conv2D");
+    if (const auto* d = c.find("dilation_rate"); d && nn::config_pair(*d) != std::pair<std::size_t, std::size_t>{1, 1})
+      throw config_error("locus::Conv2D: dilation_rate " + d->dump() + " is not supported (only 1)");
+    if (const auto* g = c.find("groups"); g && g->as_int() != 1)
+      throw config_error("locus::Conv2D: groups " + g->dump() + " is not supported (only 1)");
+    Conv2D l(nn::positive(c, "Conv2D", "filters"), nn::window_from_config(c.at("kernel_size"), "Conv2D", "kernel_size"),
+             parse_activation(c.at("activation").as_string()));
+    if (const auto* s = c.find("strides")) l.strides = nn::window_from_config(*s, "Conv2D", "strides");
+    if (const auto* p = c.find("padding")) l.padding = nn::padding_from_config(*p, "Conv2D");
+    if (const auto* b = c.find("use_bias")) l.use_bias = b->as_bool();
+    return l;
+  }
+
+  std::vector<Shape> output_shapes(const std::vector<Shape>& in) const override {
+    const Shape& s = in[0];
+    if (s.rank() != 3) {
+      throw shape_error(nn::layer_label(*this) + ": expects per-sample input [height, width, channels], got " +
+                        to_string(s));
+    }
+    if (strides.h == 0 || strides.w == 0 || kernel_size.h == 0 || kernel_size.w == 0 || filters == 0) {
+      throw argument_error(nn::layer_label(*this) + ": filters, kernel size and strides must be positive");
+    }
+    const bool same = padding == Padding::same;
+    const axis_geometry h = spatial_axis(s[0], kernel_size.h, strides.h, same);
+    const axis_geometry w = spatial_axis(s[1], kernel_size.w, strides.w, same);
+    if (h.out == 0 || w.out == 0) {
+      throw shape_error(nn::layer_label(*this) + ": kernel " + std::to_string(kernel_size.h) + "x" +
+                        std::to_string(kernel_size.w) + " does not fit input " + to_string(s) + " with 'valid' padding");
+    }
+    return {{h.out, w.out, filters}};
+  }
+  std::vector<nn::WeightSpec> weights(const std::vector<Shape>& in) const override {
+    std::vector<nn::WeightSpec> w{
+        {"kernel", {kernel_size.h, kernel_size.w, in[0][2], filters}, nn::Initializer::glorot_uniform()}};
+    if (use_bias) w.push_back({"bias", {filters}, nn::Initializer::zeros()});
+    return w;
+  }
+  nn::BackwardNeeds backward_needs() const override { return {false, nn::output_needed_for(activation)}; }
+
+  /// The convolution geometry of a batch of shape x (NHWC).
+  conv_geometry geometry(const Shape& x) const {
+    const bool same = padding == Padding::same;
+    const axis_geometry h = spatial_axis(x[1], kernel_size.h, strides.h, same);
+    const axis_geometry w = spatial_axis(x[2], kernel_size.w, strides.w, same);
+    return {x[0], x[1], x[2], x[3], kernel_size.h, kernel_size.w, strides.h, strides.w,
+            h.pad_before, w.pad_before, h.out, w.out};
+  }
+
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> forward(const nn::Forward<Dev, T>& f) const {
+    using tensor = Tensor<T, Dev>;
+    const tensor& x = f.x();
+    const conv_geometry g = geometry(x.shape());
+    const std::size_t rows = g.n * g.oh * g.ow, k = g.kh * g.kw * g.c;
+    tensor cols(uninitialized, {rows, k});
     nn_backend_for<Dev>::im2col(x.storage(), g, cols.storage());
-    tensor z(uninitialized, {g.n, g.oh, g.ow, cfg_.filters});
-    detail::gemm_into(cols, 1, rows, k_, kernel_.value, 1, k_, cfg_.filters, {}, z);
-    if (training) cols_ = std::move(cols);
-    if (cfg_.use_bias) return bias_activate(cfg_.activation, std::move(z), bias_.value);
-    return activate(cfg_.activation, std::move(z));
+    tensor z(uninitialized, {g.n, g.oh, g.ow, filters});
+    detail::gemm_into(cols, 1, rows, k, *f.w[0], 1, k, filters, {}, z);
+    if (f.saved) f.saved->tensors.push_back(std::move(cols));
+    std::vector<tensor> out;
+    out.push_back(nn::activate_output(activation, std::move(z), use_bias ? f.w[1] : nullptr, f.saved));
+    return out;
   }
 
-  tensor backward(const tensor& x, const tensor& y, const tensor& dy, bool need_dx) override {
-    const conv_geometry g = geometry(x.shape()[0]);
-    const std::size_t rows = g.n * g.oh * g.ow;
-    const tensor dz = activation_backward(cfg_.activation, y, dy);
-    kernel_.grad = tensor(uninitialized, kernel_.value.shape());
-    detail::gemm_into(cols_, 1, rows, k_, dz, 1, rows, cfg_.filters, {.transpose_a = true}, kernel_.grad);
-    if (cfg_.use_bias) bias_.grad = detail::sum_rows(dz, rows, cfg_.filters);
-    if (!need_dx) return tensor();
-    tensor dcols(uninitialized, {rows, k_});
-    detail::gemm_into(dz, 1, rows, cfg_.filters, kernel_.value, 1, k_, cfg_.filters,
-                      {.transpose_b = true}, dcols);
-    tensor dx(uninitialized, x.shape());
-    nn_backend_for<Dev>::col2im(dcols.storage(), g, dx.storage());
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> backward(const nn::Backward<Dev, T>& b) const {
+    using tensor = Tensor<T, Dev>;
+    const conv_geometry g = geometry(b.in_shapes[0]);
+    const std::size_t rows = g.n * g.oh * g.ow, k = g.kh * g.kw * g.c;
+    tensor& dz = *b.dy[0];
+    nn::activation_grad_in_place(activation, b.out[0],
+                                 b.saved.tensors.size() > 1 ? &b.saved.tensors[1] : nullptr, dz);
+    const tensor& cols = b.saved.tensors[0];
+    b.dw[0] = tensor(uninitialized, b.w[0]->shape());
+    detail::gemm_into(cols, 1, rows, k, dz, 1, rows, filters, {.transpose_a = true}, b.dw[0]);
+    if (use_bias) b.dw[1] = detail::sum_rows(dz, rows, filters);
+    std::vector<tensor> dx(1);
+    if (b.need_dx[0]) {
+      // The columns are not needed after dW: their buffer takes dcols.
+      tensor dcols = std::move(b.saved.tensors[0]);
+      detail::gemm_into(dz, 1, rows, filters, *b.w[0], 1, k, filters, {.transpose_b = true}, dcols);
+      dx[0] = tensor(uninitialized, b.in_shapes[0]);
+      nn_backend_for<Dev>::col2im(dcols.storage(), g, dx[0].storage());
+    }
     return dx;
   }
-
-  std::vector<Parameter<Dev, T>*> parameters() override {
-    if (cfg_.use_bias) return {&kernel_, &bias_};
-    return {&kernel_};
-  }
-
- private:
-  conv_geometry geometry(std::size_t n) const {
-    return {n,       in_[0],          in_[1],          in_[2],         cfg_.kernel_size.h, cfg_.kernel_size.w,
-            cfg_.strides.h, cfg_.strides.w, ax_h_.pad_before, ax_w_.pad_before, ax_h_.out,          ax_w_.out};
-  }
-
-  layers::Conv2D cfg_;
-  Shape in_;
-  axis_geometry ax_h_{}, ax_w_{};
-  std::size_t k_ = 0;
-  Parameter<Dev, T> kernel_, bias_;
-  tensor cols_;
 };
 
-}  // namespace locus::nn
+}  // namespace locus::layers

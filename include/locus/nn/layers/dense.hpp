@@ -3,72 +3,85 @@
 
 #include <string>
 
-#include "../../error.hpp"
 #include "../../ops/linalg.hpp"
 #include "../../ops/reduce.hpp"
-#include "../activation.hpp"
-#include "../layer.hpp"
-#include "initializers.hpp"
-#include "specs.hpp"
+#include "activated.hpp"
+#include "common.hpp"
 
-namespace locus::nn {
+namespace locus::layers {
 
-template <AnyDevice Dev, class T>
-class DenseLayer final : public Layer<Dev, T> {
- public:
-  using tensor = Tensor<T, Dev>;
-  explicit DenseLayer(const layers::Dense& cfg) : cfg_(cfg) {}
+struct Dense : nn::LayerSpec<Dense> {
+  std::size_t units;
+  locus::Activation activation = locus::Activation::linear;
+  bool use_bias = true;
 
-  std::string type_name() const override { return "Dense"; }
+  explicit Dense(std::size_t u, locus::Activation a = locus::Activation::linear, bool bias = true)
+      : units(u), activation(a), use_bias(bias) {}
+  Dense(std::size_t u, const char* a) : units(u), activation(parse_activation(a)) {}
 
-  Shape build(const Shape& in, std::uint64_t seed) override {
-    if (in.rank() == 0) throw shape_error("locus::Dense: needs an input with at least one axis");
-    in_ = in.back();
-    kernel_.name = "kernel";
-    kernel_.value = glorot_uniform<T, Dev>({in_, cfg_.units}, in_, cfg_.units, seed);
-    if (cfg_.use_bias) {
-      bias_.name = "bias";
-      bias_.value = tensor::zeros({cfg_.units});
-    }
-    Shape out = in;
-    out[out.rank() - 1] = cfg_.units;
+  static constexpr const char* keras_class = "Dense";
+  nn::Config config() const override {
+    using nn::Config;
+    return Config::make({{"units", units},
+                         {"activation", to_string(activation)},
+                         {"use_bias", use_bias},
+                         {"kernel_initializer", nn::Initializer::glorot_uniform().config()},
+                         {"bias_initializer", nn::Initializer::zeros().config()},
+                         {"kernel_regularizer", nullptr},
+                         {"bias_regularizer", nullptr},
+                         {"kernel_constraint", nullptr},
+                         {"bias_constraint", nullptr}});
+  }
+  static Dense from_config(const nn::Config& c) {
+    Dense d(nn::positive(c, "Dense", "units"), parse_activation(c.at("activation").as_string()),
+            c.contains("use_bias") ? c.at("use_bias").as_bool() : true);
+    return d;
+  }
+
+  std::vector<Shape> output_shapes(const std::vector<Shape>& in) const override {
+    if (in[0].rank() == 0) throw shape_error(nn::layer_label(*this) + ": needs an input with at least one axis");
+    Shape out = in[0];
+    out[out.rank() - 1] = units;
+    return {out};
+  }
+  std::vector<nn::WeightSpec> weights(const std::vector<Shape>& in) const override {
+    std::vector<nn::WeightSpec> w{{"kernel", {in[0].back(), units}, nn::Initializer::glorot_uniform()}};
+    if (use_bias) w.push_back({"bias", {units}, nn::Initializer::zeros()});
+    return w;
+  }
+  nn::BackwardNeeds backward_needs() const override { return {true, nn::output_needed_for(activation)}; }
+
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> forward(const nn::Forward<Dev, T>& f) const {
+    const Tensor<T, Dev>& x = f.x();
+    const std::size_t in = x.shape().back(), rows = x.size() / in;
+    Shape os = x.shape();
+    os[os.rank() - 1] = units;
+    Tensor<T, Dev> z(uninitialized, os);
+    detail::gemm_into(x, 1, rows, in, *f.w[0], 1, in, units, {}, z);
+    std::vector<Tensor<T, Dev>> out;
+    out.push_back(nn::activate_output(activation, std::move(z), use_bias ? f.w[1] : nullptr, f.saved));
     return out;
   }
 
-  tensor forward(const tensor& x, bool) override {
-    const std::size_t rows = x.size() / in_;
-    tensor z(uninitialized, out_shape(x.shape()));
-    detail::gemm_into(x, 1, rows, in_, kernel_.value, 1, in_, cfg_.units, {}, z);
-    if (cfg_.use_bias) return bias_activate(cfg_.activation, std::move(z), bias_.value);
-    return activate(cfg_.activation, std::move(z));
-  }
-
-  tensor backward(const tensor& x, const tensor& y, const tensor& dy, bool need_dx) override {
-    const std::size_t rows = x.size() / in_;
-    const tensor dz = activation_backward(cfg_.activation, y, dy);
-    kernel_.grad = tensor(uninitialized, {in_, cfg_.units});
-    detail::gemm_into(x, 1, rows, in_, dz, 1, rows, cfg_.units, {.transpose_a = true}, kernel_.grad);
-    if (cfg_.use_bias) bias_.grad = detail::sum_rows(dz, rows, cfg_.units);
-    if (!need_dx) return tensor();
-    tensor dx(uninitialized, x.shape());
-    detail::gemm_into(dz, 1, rows, cfg_.units, kernel_.value, 1, in_, cfg_.units,
-                      {.transpose_b = true}, dx);
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> backward(const nn::Backward<Dev, T>& b) const {
+    using tensor = Tensor<T, Dev>;
+    const tensor& x = *b.in[0];
+    const std::size_t in = x.shape().back(), rows = x.size() / in;
+    tensor& dz = *b.dy[0];
+    nn::activation_grad_in_place(activation, b.out[0],
+                                 b.saved.tensors.empty() ? nullptr : &b.saved.tensors[0], dz);
+    b.dw[0] = tensor(uninitialized, {in, units});
+    detail::gemm_into(x, 1, rows, in, dz, 1, rows, units, {.transpose_a = true}, b.dw[0]);
+    if (use_bias) b.dw[1] = detail::sum_rows(dz, rows, units);
+    std::vector<tensor> dx(1);
+    if (b.need_dx[0]) {
+      dx[0] = tensor(uninitialized, x.shape());
+      detail::gemm_into(dz, 1, rows, units, *b.w[0], 1, in, units, {.transpose_b = true}, dx[0]);
+    }
     return dx;
   }
-
-  std::vector<Parameter<Dev, T>*> parameters() override {
-    if (cfg_.use_bias) return {&kernel_, &bias_};
-    return {&kernel_};
-  }
-
- private:
-  Shape out_shape(Shape s) const {
-    s[s.rank() - 1] = cfg_.units;
-    return s;
-  }
-  layers::Dense cfg_;
-  std::size_t in_ = 0;
-  Parameter<Dev, T> kernel_, bias_;
 };
 
-}  // namespace locus::nn
+}  // namespace locus::layers

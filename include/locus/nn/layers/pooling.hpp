@@ -1,80 +1,107 @@
-// MaxPooling2D and AveragePooling2D over NHWC input. Max pooling remembers, per output,
-// where its maximum came from, so backward is a scatter of dy to those positions.
+// MaxPooling2D and AveragePooling2D over NHWC input. A training call of max pooling
+// keeps, per output, where its maximum came from, so backward is a scatter of dy there.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "../../backend/nn_backend.hpp"
-#include "../../error.hpp"
-#include "../layer.hpp"
-#include "specs.hpp"
+#include "common.hpp"
 
-namespace locus::nn {
+namespace locus::layers {
 
-template <AnyDevice Dev, class T>
-class Pooling2DLayer final : public Layer<Dev, T> {
- public:
-  using tensor = Tensor<T, Dev>;
-  Pooling2DLayer(pool_kind kind, Window pool, Window strides, Padding padding)
-      : kind_(kind), pool_(pool), strides_(strides.h ? strides : pool), padding_(padding) {}
-
-  std::string type_name() const override {
-    return kind_ == pool_kind::max ? "MaxPooling2D" : "AveragePooling2D";
+/// Pooling windows; strides default to the window (Keras's strides=None).
+template <pool_kind Kind>
+struct Pooling2D : nn::LayerSpec<Pooling2D<Kind>> {
+  static constexpr pool_kind kind = Kind;
+  Window pool_size{2, 2};
+  Window strides{0, 0};
+  Padding padding = Padding::valid;
+  // No two-argument form: `MaxPooling2D({2, 2})` would then also read as a copy of a
+  // pooling layer built from (2, 2). Strides and padding go through the setters or all three.
+  explicit Pooling2D(Window p = {2, 2}) : pool_size(p) {}
+  Pooling2D(Window p, Window s, Padding pad) : pool_size(p), strides(s), padding(pad) {}
+  Pooling2D& with_strides(Window s) {
+    strides = s;
+    return *this;
+  }
+  Pooling2D& with_padding(Padding p) {
+    padding = p;
+    return *this;
   }
 
-  Shape build(const Shape& in, std::uint64_t) override {
-    if (in.rank() != 3) {
-      throw shape_error("locus::" + type_name() +
-                        ": expects per-sample input [height, width, channels], got " + to_string(in));
-    }
-    if (pool_.h == 0 || pool_.w == 0 || strides_.h == 0 || strides_.w == 0) {
-      throw argument_error("locus::" + type_name() + ": pool size and strides must be positive");
-    }
-    in_ = in;
-    const bool same = padding_ == Padding::same;
-    ax_h_ = spatial_axis(in[0], pool_.h, strides_.h, same);
-    ax_w_ = spatial_axis(in[1], pool_.w, strides_.w, same);
-    if (ax_h_.out == 0 || ax_w_.out == 0) {
-      throw shape_error("locus::" + type_name() + ": window does not fit input " + to_string(in));
-    }
-    return {ax_h_.out, ax_w_.out, in[2]};
+  Window effective_strides() const { return strides.h ? strides : pool_size; }
+
+  static constexpr const char* keras_class = Kind == pool_kind::max ? "MaxPooling2D" : "AveragePooling2D";
+  nn::Config config() const override {
+    using nn::Config;
+    return Config::make({{"pool_size", nn::window_config(pool_size)},
+                         {"padding", to_string(padding)},
+                         {"strides", nn::window_config(effective_strides())},
+                         {"data_format", "channels_last"}});
+  }
+  static Pooling2D from_config(const nn::Config& c) {
+    const std::string name = keras_class;
+    nn::require_channels_last(c, name);
+    Pooling2D p(c.contains("pool_size") ? nn::window_from_config(c.at("pool_size"), name, "pool_size") : Window{2, 2});
+    if (const auto* s = c.find("strides"); s && !s->is_null()) p.strides = nn::window_from_config(*s, name, "strides");
+    if (const auto* pad = c.find("padding")) p.padding = nn::padding_from_config(*pad, name);
+    return p;
   }
 
-  tensor forward(const tensor& x, bool training) override {
-    const pool_geometry g = geometry(x.shape()[0]);
-    tensor y(uninitialized, {g.n, g.oh, g.ow, g.c});
-    if (kind_ == pool_kind::max && training) {
-      argmax_ = Tensor<std::int32_t, Dev>(uninitialized, y.shape());
-      nn_backend_for<Dev>::pool2d_forward(kind_, x.storage(), g, y.storage(), &argmax_.storage());
+  std::vector<Shape> output_shapes(const std::vector<Shape>& in) const override {
+    const Shape& s = in[0];
+    if (s.rank() != 3) {
+      throw shape_error(nn::layer_label(*this) + ": expects per-sample input [height, width, channels], got " +
+                        to_string(s));
+    }
+    const Window st = effective_strides();
+    if (pool_size.h == 0 || pool_size.w == 0 || st.h == 0 || st.w == 0) {
+      throw argument_error(nn::layer_label(*this) + ": pool size and strides must be positive");
+    }
+    const bool same = padding == Padding::same;
+    const axis_geometry h = spatial_axis(s[0], pool_size.h, st.h, same);
+    const axis_geometry w = spatial_axis(s[1], pool_size.w, st.w, same);
+    if (h.out == 0 || w.out == 0) throw shape_error(nn::layer_label(*this) + ": window does not fit input " + to_string(s));
+    return {{h.out, w.out, s[2]}};
+  }
+  nn::BackwardNeeds backward_needs() const override { return {false, false}; }
+
+  pool_geometry geometry(const Shape& x) const {
+    const Window st = effective_strides();
+    const bool same = padding == Padding::same;
+    const axis_geometry h = spatial_axis(x[1], pool_size.h, st.h, same);
+    const axis_geometry w = spatial_axis(x[2], pool_size.w, st.w, same);
+    return {x[0], x[1], x[2], x[3], pool_size.h, pool_size.w, st.h, st.w, h.pad_before, w.pad_before, h.out, w.out};
+  }
+
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> forward(const nn::Forward<Dev, T>& f) const {
+    const pool_geometry g = geometry(f.x().shape());
+    std::vector<Tensor<T, Dev>> out;
+    out.emplace_back(uninitialized, Shape{g.n, g.oh, g.ow, g.c});
+    if (Kind == pool_kind::max && f.saved) {
+      auto& am = f.saved->indices.emplace_back(uninitialized, out[0].shape());
+      nn_backend_for<Dev>::pool2d_forward(Kind, f.x().storage(), g, out[0].storage(), &am.storage());
     } else {
-      nn_backend_for<Dev>::pool2d_forward(kind_, x.storage(), g, y.storage(), nullptr);
+      nn_backend_for<Dev>::pool2d_forward(Kind, f.x().storage(), g, out[0].storage(), nullptr);
     }
-    return y;
+    return out;
   }
 
-  tensor backward(const tensor& x, const tensor&, const tensor& dy, bool need_dx) override {
-    if (!need_dx) return tensor();
-    const pool_geometry g = geometry(x.shape()[0]);
-    tensor dx(uninitialized, x.shape());
-    nn_backend_for<Dev>::pool2d_backward(kind_, dy.storage(),
-                                         kind_ == pool_kind::max ? &argmax_.storage() : nullptr, g,
-                                         dx.storage());
+  template <AnyDevice Dev, class T>
+  std::vector<Tensor<T, Dev>> backward(const nn::Backward<Dev, T>& b) const {
+    std::vector<Tensor<T, Dev>> dx(1);
+    if (!b.need_dx[0]) return dx;
+    const pool_geometry g = geometry(b.in_shapes[0]);
+    dx[0] = Tensor<T, Dev>(uninitialized, b.in_shapes[0]);
+    nn_backend_for<Dev>::pool2d_backward(Kind, b.dy[0]->storage(),
+                                         Kind == pool_kind::max ? &b.saved.indices[0].storage() : nullptr, g,
+                                         dx[0].storage());
     return dx;
   }
-
- private:
-  pool_geometry geometry(std::size_t n) const {
-    return {n,           in_[0],      in_[1],           in_[2],           pool_.h,   pool_.w,
-            strides_.h, strides_.w, ax_h_.pad_before, ax_w_.pad_before, ax_h_.out, ax_w_.out};
-  }
-
-  pool_kind kind_;
-  Window pool_, strides_;
-  Padding padding_;
-  Shape in_;
-  axis_geometry ax_h_{}, ax_w_{};
-  Tensor<std::int32_t, Dev> argmax_;
 };
+using MaxPooling2D = Pooling2D<pool_kind::max>;
+using AveragePooling2D = Pooling2D<pool_kind::average>;
 
-}  // namespace locus::nn
+}  // namespace locus::layers
