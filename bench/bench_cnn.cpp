@@ -15,6 +15,10 @@
 //   cnn_latency/<dev>     time per iteration: model(x) of one test image, the 10
 //                         probabilities on the host at the end (a download on a GPU).
 //
+// The same four for the residual CNN of examples/residual_cnn.cpp (functional API, Add,
+// BatchNormalization, GlobalAveragePooling2D; examples/residual_cnn_model.hpp), named
+// cnn_residual_train_fit/<dev>, ...
+//
 // Times and rates are wall-clock (UseRealTime: the CPU backend runs on LOCUS_NUM_THREADS
 // threads, all cores by default); the CPU column is the whole process's CPU time. A GPU benchmark
 // waits for the device at the end of each iteration. Measurement time: --benchmark_min_time
@@ -24,6 +28,8 @@
 #include <locus/locus.hpp>
 
 #include <benchmark/benchmark.h>
+
+#include "../examples/residual_cnn_model.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -95,16 +101,26 @@ struct device_data {
   }
 };
 
-template <class Dev>
-std::unique_ptr<Sequential<Dev>> make_model() {
-  auto m = std::make_unique<Sequential<Dev>>(Input({28, 28, 1}),                    //
-                                             Conv2D(32, {3, 3}, Activation::relu),  //
-                                             MaxPooling2D({2, 2}),                  //
-                                             Flatten(),                             //
-                                             Dense(10, Activation::softmax));
-  m->build(/*seed=*/42);
-  m->compile(Adam{}, SparseCategoricalCrossentropy{}, {Metric::accuracy});
-  return m;
+/// The two networks: the headline CNN (a Sequential) and the residual CNN (a Model bound
+/// from its functional description).
+enum class net { headline, residual };
+
+template <class Dev, net N>
+auto make_model() {
+  if constexpr (N == net::headline) {
+    auto m = std::make_unique<Sequential<Dev>>(Input({28, 28, 1}),                    //
+                                               Conv2D(32, {3, 3}, Activation::relu),  //
+                                               MaxPooling2D({2, 2}),                  //
+                                               Flatten(),                             //
+                                               Dense(10, Activation::softmax));
+    m->build(/*seed=*/42);
+    m->compile(Adam{}, SparseCategoricalCrossentropy{}, {Metric::accuracy});
+    return m;
+  } else {
+    auto m = std::make_unique<Model<Dev>>(residual_example::residual_cnn(), /*seed=*/42);
+    m->compile(Adam{}, SparseCategoricalCrossentropy{}, {Metric::accuracy});
+    return m;
+  }
 }
 
 template <class Dev>
@@ -128,11 +144,11 @@ void guarded(benchmark::State& state, F&& body) {
   }
 }
 
-template <class Dev>
+template <class Dev, net N>
 void cnn_train_fit(benchmark::State& state) {
   guarded(state, [&] {
     auto& d = device_data<Dev>::get();
-    auto model = make_model<Dev>();
+    auto model = make_model<Dev, N>();
     state.SetLabel(device_label<Dev>());
     // Warm-up: kernels compiled, pools filled, optimizer slots created.
     model->fit(d.fit_x[0].slice(0, 4 * kTrainBatch), d.fit_y[0].slice(0, 4 * kTrainBatch),
@@ -149,11 +165,11 @@ void cnn_train_fit(benchmark::State& state) {
   });
 }
 
-template <class Dev>
+template <class Dev, net N>
 void cnn_train_step(benchmark::State& state) {
   guarded(state, [&] {
     auto& d = device_data<Dev>::get();
-    auto model = make_model<Dev>();
+    auto model = make_model<Dev, N>();
     state.SetLabel(device_label<Dev>());
     // Batches cut up front (fit gathers them on the device; cnn_train_fit times that).
     std::vector<Tensor<float, Dev>> xs;
@@ -179,11 +195,11 @@ void cnn_train_step(benchmark::State& state) {
   });
 }
 
-template <class Dev>
+template <class Dev, net N>
 void cnn_infer(benchmark::State& state) {
   guarded(state, [&] {
     auto& d = device_data<Dev>::get();
-    auto model = make_model<Dev>();
+    auto model = make_model<Dev, N>();
     state.SetLabel(device_label<Dev>());
     for (int w = 0; w < 3; ++w) benchmark::DoNotOptimize(model->predict(d.infer_x[0], kInferBatch));
     wait_for<Dev>();
@@ -197,11 +213,11 @@ void cnn_infer(benchmark::State& state) {
   });
 }
 
-template <class Dev>
+template <class Dev, net N>
 void cnn_latency(benchmark::State& state) {
   guarded(state, [&] {
     auto& d = device_data<Dev>::get();
-    auto model = make_model<Dev>();
+    auto model = make_model<Dev, N>();
     state.SetLabel(device_label<Dev>());
     for (int w = 0; w < 10; ++w) benchmark::DoNotOptimize(to<Device<CPU>>((*model)(d.one_x[0])));
     std::size_t it = 0;
@@ -218,24 +234,30 @@ void cnn_latency(benchmark::State& state) {
   });
 }
 
-template <class Dev>
-void register_all(const std::string& dev) {
-  benchmark::RegisterBenchmark(("cnn_train_fit/" + dev).c_str(), cnn_train_fit<Dev>)
+template <class Dev, net N>
+void register_net(const std::string& prefix, const std::string& dev) {
+  benchmark::RegisterBenchmark((prefix + "_train_fit/" + dev).c_str(), cnn_train_fit<Dev, N>)
       ->UseRealTime()
       ->MeasureProcessCPUTime()
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark(("cnn_train_step/" + dev).c_str(), cnn_train_step<Dev>)
+  benchmark::RegisterBenchmark((prefix + "_train_step/" + dev).c_str(), cnn_train_step<Dev, N>)
       ->UseRealTime()
       ->MeasureProcessCPUTime()
       ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark(("cnn_infer/" + dev).c_str(), cnn_infer<Dev>)
+  benchmark::RegisterBenchmark((prefix + "_infer/" + dev).c_str(), cnn_infer<Dev, N>)
       ->UseRealTime()
       ->MeasureProcessCPUTime()
       ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark(("cnn_latency/" + dev).c_str(), cnn_latency<Dev>)
+  benchmark::RegisterBenchmark((prefix + "_latency/" + dev).c_str(), cnn_latency<Dev, N>)
       ->UseRealTime()
       ->MeasureProcessCPUTime()
       ->Unit(benchmark::kMicrosecond);
+}
+
+template <class Dev>
+void register_all(const std::string& dev) {
+  register_net<Dev, net::headline>("cnn", dev);
+  register_net<Dev, net::residual>("cnn_residual", dev);
 }
 
 [[maybe_unused]] const bool registered = [] {

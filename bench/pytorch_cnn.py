@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""PyTorch peer of bench/bench_cnn.cpp: the same CNN on the CPU, the same data.
+"""PyTorch peer of bench/bench_cnn.cpp: the same models on the CPU, the same data.
 
-    Conv2d(1, 32, 3x3) + ReLU -> MaxPool2d(2x2) -> Flatten -> Linear(5408, 10) (+ softmax),
-    Adam (lr 1e-3), sparse categorical cross-entropy (CrossEntropyLoss on the logits).
+    --model cnn (default):  Conv2d(1, 32, 3x3) + ReLU -> MaxPool2d(2x2) -> Flatten
+                            -> Linear(5408, 10) (+ softmax)
+    --model residual:       the residual CNN of examples/residual_cnn.cpp (see below), with
+                            nn.BatchNorm2d(momentum=0.1, eps=1e-3), Keras's BN definitions
+
+Both with Keras's initializers (glorot_uniform weights, zero biases), Adam (lr 1e-3,
+epsilon 1e-7 as in Keras and locus), sparse categorical cross-entropy (CrossEntropyLoss on
+the logits; the softmax is applied at inference).
 
 Fashion-MNIST is read from the IDX .gz files (default /usr/share/datasets/fashion-mnist,
 or $LOCUS_FASHION_MNIST_DIR), scaled to [0, 1], NHWC -> NCHW.
@@ -14,18 +20,15 @@ unless --threads), each the median of
     train_images_per_second    training at batch 32: gather of a shuffled batch, forward,
                                loss, backward, Adam step, running loss/accuracy sums
                                (like locus's fit), over 64-step epochs of 2,048 images
-    infer_images_per_second    forward + softmax of 256 test images under torch.no_grad()
-    latency_us                 forward + softmax of one test image under torch.no_grad()
+    infer_images_per_second    forward + softmax of 256 test images under torch.no_grad(),
+                               model.eval() (batch normalization with the moving statistics)
+    latency_us                 forward + softmax of one test image, the same way
 
---accuracy trains 2 epochs (batch 32, shuffled) on all 60,000 images and prints the test
-accuracy instead (test_accuracy=...).
+--accuracy trains --epochs epochs (default 2; batch 32, shuffled) on all 60,000 images and
+prints the test accuracy instead (test_accuracy=...).
 """
 
-import argparse
-import gzip
-import os
 import statistics
-import struct
 import sys
 import time
 
@@ -33,39 +36,23 @@ import numpy as np
 import torch
 from torch import nn
 
-TRAIN_BATCH = 32
-FIT_STEPS = 64  # batches per timed epoch (2,048 images)
-FIT_CHUNKS = 8
-INFER_BATCH = 256
-INFER_CHUNKS = 8
-LATENCY_IMAGES = 64
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
-        data = f.read()
-    zero, dtype, rank = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    dims = struct.unpack(">" + "I" * rank, data[4 : 4 + 4 * rank])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
-
-
-def find(directory, stem):
-    for name in (stem + ".gz", stem):
-        p = os.path.join(directory, name)
-        if os.path.isfile(p):
-            return p
-    raise FileNotFoundError(f"{os.path.join(directory, stem)}[.gz] not found (apt-get install dataset-fashion-mnist)")
+from cnn_peer_common import (
+    FIT_CHUNKS,
+    FIT_STEPS,
+    INFER_BATCH,
+    INFER_CHUNKS,
+    LATENCY_IMAGES,
+    TRAIN_BATCH,
+    argument_parser,
+    clock_of,
+    load_split as load_nhwc,
+    measure,
+)
 
 
 def load_split(directory, prefix):
-    images = read_idx(find(directory, prefix + "-images-idx3-ubyte"))  # [N, 28, 28]
-    labels = read_idx(find(directory, prefix + "-labels-idx1-ubyte"))  # [N]
-    # NHWC [N, 28, 28, 1] in [0, 1], as locus loads it, then NCHW for PyTorch.
-    nhwc = (images.astype(np.float32) / 255.0)[..., np.newaxis]
-    nchw = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
-    return torch.from_numpy(nchw), torch.from_numpy(labels.astype(np.int64))
+    x, y = load_nhwc(directory, prefix)  # NHWC, as locus and Keras take it; NCHW for PyTorch
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), torch.from_numpy(y.astype(np.int64))
 
 
 class CNN(nn.Module):
@@ -79,10 +66,64 @@ class CNN(nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
 
 
-def make_model():
+def conv3x3_same(cin, cout):
+    return nn.Conv2d(cin, cout, kernel_size=3, padding="same")
+
+
+def batch_norm(channels):
+    # Keras's BatchNormalization(momentum=0.9, epsilon=1e-3): PyTorch's momentum is the
+    # weight of the new batch statistic, Keras's that of the moving average.
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.1)
+
+
+class ResidualBlock(nn.Module):
+    """y = Conv -> BN -> relu -> Conv -> BN; out = relu(h + y)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1, self.bn1 = conv3x3_same(channels, channels), batch_norm(channels)
+        self.conv2, self.bn2 = conv3x3_same(channels, channels), batch_norm(channels)
+
+    def forward(self, h):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(h)))))
+        return torch.relu(h + y)
+
+
+class ResidualCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = conv3x3_same(1, 16), batch_norm(16)
+        self.block1 = ResidualBlock(16)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2, self.bn2 = conv3x3_same(16, 32), batch_norm(32)
+        self.block2 = ResidualBlock(32)
+        self.conv3, self.bn3 = conv3x3_same(32, 64), batch_norm(64)
+        self.block3 = ResidualBlock(64)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):  # logits; softmax is applied at inference
+        h = self.block1(torch.relu(self.bn1(self.conv1(x))))
+        h = self.pool(h)  # 14x14x16
+        h = self.block2(torch.relu(self.bn2(self.conv2(h))))
+        h = self.pool(h)  # 7x7x32
+        h = self.block3(torch.relu(self.bn3(self.conv3(h))))  # 7x7x64
+        return self.fc(h.mean(dim=(2, 3)))  # GlobalAveragePooling2D
+
+
+def keras_initializers(model):
+    """glorot_uniform kernels and zero biases, as Keras (and locus) initialise them; PyTorch's
+    xavier_uniform_ uses the same fans for a conv kernel (in * kh * kw, out * kh * kw)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def make_model(name):
     torch.manual_seed(42)
-    model = CNN()
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = {"cnn": CNN, "residual": ResidualCNN}[name]()
+    keras_initializers(model)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
 
 def train_epoch(model, opt, loss_fn, x, y, gen):
@@ -111,17 +152,6 @@ def predict(model, x):
         return torch.softmax(model(x), dim=1)
 
 
-def measure(fn, min_time, clock=time.perf_counter):
-    """Runs fn until min_time seconds of `clock` have passed; returns seconds per call."""
-    calls, t0 = 0, clock()
-    while True:
-        fn()
-        calls += 1
-        el = clock() - t0
-        if el >= min_time:
-            return el / calls
-
-
 def benchmark(args, train, test):
     x_train, y_train = train
     x_test, _ = test
@@ -132,7 +162,7 @@ def benchmark(args, train, test):
     infer_x = [x_test[c * INFER_BATCH : (c + 1) * INFER_BATCH].contiguous() for c in range(INFER_CHUNKS)]
     one_x = [x_test[i : i + 1].contiguous() for i in range(LATENCY_IMAGES)]
 
-    model, opt = make_model()
+    model, opt = make_model(args.model)
     gen = torch.Generator().manual_seed(0)
     train_epoch(model, opt, loss_fn, fit_x[0][: 4 * TRAIN_BATCH], fit_y[0][: 4 * TRAIN_BATCH], gen)  # warm-up
     state = {"i": 0}
@@ -152,20 +182,23 @@ def benchmark(args, train, test):
         state["i"] += 1
         predict(model, one_x[c])
 
+    model.eval()  # train_epoch switches back to training mode
     for _ in range(3):
         infer_once()
     for _ in range(20):
         one_once()
 
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    clock = clock_of(args)
     train, infer, lat = [], [], []
     for _ in range(args.repeats):
         train.append(n / measure(fit_once, args.min_time, clock))
+        model.eval()  # inference: batch normalization with the moving statistics
         infer.append(INFER_BATCH / measure(infer_once, args.min_time, clock))
         lat.append(measure(one_once, args.min_time, clock) * 1e6)
     print(
-        "# pytorch_cnn torch %s, %d threads, CPU, %s time, median of %d"
-        % (torch.__version__, torch.get_num_threads(), args.clock, args.repeats)
+        "# pytorch_cnn model %s, torch %s, %d threads (%d inter-op), CPU, %s time, median of %d"
+        % (args.model, torch.__version__, torch.get_num_threads(), torch.get_num_interop_threads(), args.clock,
+           args.repeats)
     )
     print("train_images_per_second=%.1f" % statistics.median(train))
     print("infer_images_per_second=%.1f" % statistics.median(infer))
@@ -176,7 +209,7 @@ def benchmark(args, train, test):
 def accuracy(args, train, test):
     x_train, y_train = train
     x_test, y_test = test
-    model, opt = make_model()
+    model, opt = make_model(args.model)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(0)
     for epoch in range(args.epochs):
@@ -196,20 +229,7 @@ def accuracy(args, train, test):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("LOCUS_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3, help="measurements per figure (median reported)")
-    ap.add_argument("--min-time", type=float, default=2.0, help="seconds per measurement")
-    ap.add_argument(
-        "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="wall-clock time, or the process's CPU time (a load-robust per-core figure with --threads 1)",
-    )
-    ap.add_argument("--accuracy", action="store_true", help="train --epochs epochs, print the test accuracy")
-    ap.add_argument("--epochs", type=int, default=2)
-    args = ap.parse_args()
+    args = argument_parser(__doc__).parse_args()
 
     torch.set_num_threads(args.threads)
     train = load_split(args.data, "train")

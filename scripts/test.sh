@@ -11,6 +11,8 @@
 #   clang     the compile-fail/pass tests and the -march matrix again with clang++
 #   asan      ASan+UBSan build (-O1, LOCUS_PORTABLE: the generic SIMD path whatever the
 #             CPU) in build/ci-asan; runs the unit tests
+#   tsan      ThreadSanitizer build of the concurrency tests (tests/test_nn_concurrency.cpp)
+#             in build/ci-tsan; runs them on the host and on PoCL
 #   install   install to a temporary prefix, build and run examples/consumer against it
 # Prints the time of each phase and a final "N passed, M failed" line; exits non-zero on
 # any failure.
@@ -185,7 +187,7 @@ else
   export LSAN_OPTIONS="suppressions=${ROOT}/tests/lsan.supp:print_suppressions=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   if cmake -S . -B build/ci-asan "${GENERATOR[@]}" \
-       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
        -DLOCUS_SANITIZE=ON -DLOCUS_WERROR=ON -DLOCUS_PORTABLE=ON \
        -DLOCUS_BUILD_TESTS=ON -DLOCUS_BUILD_EXAMPLES=OFF -DLOCUS_BUILD_BENCHMARKS=OFF \
        -DLOCUS_BUILD_TOOLS=OFF &&
@@ -196,6 +198,30 @@ else
     phase_end FAILED
   fi
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+fi
+
+# ---- ThreadSanitizer: concurrent inference and training -----------------------------------------
+phase_start tsan
+if skipped tsan; then
+  phase_end skipped
+else
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+  if cmake -S . -B build/ci-tsan "${GENERATOR[@]}" \
+       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+       -DLOCUS_TSAN=ON -DLOCUS_WERROR=ON -DLOCUS_PORTABLE=ON \
+       -DLOCUS_BUILD_TESTS=ON -DLOCUS_BUILD_EXAMPLES=OFF -DLOCUS_BUILD_BENCHMARKS=OFF \
+       -DLOCUS_BUILD_TOOLS=OFF &&
+     cmake --build build/ci-tsan -j "${JOBS}" --target locus_tsan_tests "${KEEP_GOING[@]}" &&
+     LOCUS_OPENCL_ALLOW_CPU=1 POCL_DEVICES="pthread pthread" build/ci-tsan/tests/locus_tsan_tests \
+       2>&1 | tee build/tsan.log; then
+    n="$(grep -Eo '[0-9]+ tests? from [0-9]+ test suites? ran' build/tsan.log | grep -Eo '^[0-9]+' || echo 0)"
+    TOTAL_PASSED=$(( TOTAL_PASSED + n ))
+    phase_end ok
+  else
+    TOTAL_FAILED=$(( TOTAL_FAILED + 1 ))
+    phase_end FAILED
+  fi
+  unset TSAN_OPTIONS
 fi
 
 # ---- install + find_package consumer ------------------------------------------------------------

@@ -3,6 +3,7 @@
 // cast, compound assignment and fused trees (also compared across devices).
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "test_devices.hpp"
@@ -199,6 +200,68 @@ TYPED_TEST(ElementwiseTest, MaximumMinimumPow) {
   EXPECT_TRUE(near_ref(Tensor<float, Dev>(pow(x, 2.f)), r * r));
   EXPECT_TRUE(near_ref(Tensor<float, Dev>(pow(2.f, x)), xt::pow(2.0, r)));
   EXPECT_TRUE(near_ref(Tensor<float, Dev>(pow(abs(x), 0.5f)), xt::sqrt(xt::abs(r))));
+}
+
+TYPED_TEST(ElementwiseTest, ErfErfcExpm1Log1p) {
+  using Dev = TypeParam;
+  const auto erf_ = [](const auto& x) { return erf(x); };
+  const auto erfc_ = [](const auto& x) { return erfc(x); };
+  const auto expm1_ = [](const auto& x) { return expm1(x); };
+  const auto log1p_ = [](const auto& x) { return log1p(x); };
+  const auto r_erf = [](double v) { return std::erf(v); };
+  const auto r_erfc = [](double v) { return std::erfc(v); };
+  const auto r_expm1 = [](double v) { return std::expm1(v); };
+  const auto r_log1p = [](double v) { return std::log1p(v); };
+  check_unary<Dev, float>("erf", erf_, r_erf, -5.f, 5.f);
+  check_unary<Dev, float>("erfc", erfc_, r_erfc, -3.f, 9.f, 1e-5, 1e-30);
+  check_unary<Dev, float>("expm1", expm1_, r_expm1, -10.f, 10.f, 1e-5, 1e-30);
+  check_unary<Dev, float>("log1p", log1p_, r_log1p, -0.99f, 100.f, 1e-5, 1e-30);
+  check_unary<Dev, double>("erf<double>", erf_, r_erf, -6.0, 6.0);
+  check_unary<Dev, double>("erfc<double>", erfc_, r_erfc, -3.0, 25.0, 1e-12, 1e-300);
+  check_unary<Dev, double>("expm1<double>", expm1_, r_expm1, -20.0, 20.0, 1e-12, 1e-300);
+  check_unary<Dev, double>("log1p<double>", log1p_, r_log1p, -0.999, 1e3, 1e-12, 1e-300);
+  // Where they beat the naive spelling: relative accuracy near 0 (expm1, log1p) and in
+  // the far tail (erfc); saturation, overflow and the pole at -1.
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  const std::vector<double> small{1e-10, -1e-10, 1e-30, -1e-20, 3e-8, 0};
+  Tensor<float, CPUDev> hs(Shape{small.size()});
+  for (std::size_t i = 0; i < small.size(); ++i) hs.data()[i] = static_cast<float>(small[i]);
+  const auto s = on<Dev>(hs);
+  EXPECT_TRUE(near_ref(Tensor<float, Dev>(expm1(s)), ref_unary(ref(hs), r_expm1), 1e-6, 1e-40));
+  EXPECT_TRUE(near_ref(Tensor<float, Dev>(log1p(s)), ref_unary(ref(hs), r_log1p), 1e-6, 1e-40));
+  EXPECT_TRUE(near_ref(Tensor<float, Dev>(erf(s)), ref_unary(ref(hs), r_erf), 1e-6, 1e-40));
+  const auto e = on<Dev>(Tensor<float, CPUDev>{100.f, -100.f, 9.f, -9.f, 0.f, -1.f});
+  EXPECT_TRUE(near_ref(Tensor<float, Dev>(expm1(e)),
+                       Ref{inf, -1, std::expm1(9.0), std::expm1(-9.0), 0, std::expm1(-1.0)}));
+  EXPECT_TRUE(near_ref(Tensor<float, Dev>(erf(e)), Ref{1, -1, 1, -1, 0, std::erf(-1.0)}));
+  EXPECT_TRUE(near_ref(Tensor<float, Dev>(erfc(e)),
+                       Ref{0, 2, std::erfc(9.0), 2, 1, std::erfc(-1.0)}, 1e-5, 1e-40));
+  EXPECT_TRUE(near_ref(Tensor<float, Dev>(log1p(e)),
+                       Ref{std::log1p(100.0), nan, std::log1p(9.0), nan, 0, -inf}));
+  const auto d = on<Dev>(Tensor<double, CPUDev>{1e-15, -1e-200, 26.0, 700.0, -1.0});
+  EXPECT_TRUE(near_ref(
+      Tensor<double, Dev>(expm1(d)),
+      Ref{std::expm1(1e-15), -1e-200, std::expm1(26.0), std::expm1(700.0), std::expm1(-1.0)}, 1e-12,
+      1e-300));
+  EXPECT_TRUE(near_ref(Tensor<double, Dev>(erfc(d)),
+                       Ref{std::erfc(1e-15), 1, std::erfc(26.0), 0, std::erfc(-1.0)}, 1e-12,
+                       1e-300));
+  EXPECT_TRUE(near_ref(Tensor<double, Dev>(log1p(d)),
+                       Ref{std::log1p(1e-15), -1e-200, std::log1p(26.0), std::log1p(700.0), -inf},
+                       1e-12, 1e-300));
+  // Fused with other ops and broadcast (the second OpenCL kernel): softplus, as the
+  // activations write it, and gelu.
+  const auto hx = random_host<float>({33, 7}, 51, -30.f, 30.f), hb = random_host<float>({7}, 52);
+  const auto x = on<Dev>(hx), b = on<Dev>(hb);
+  const Ref rxb =
+      ref_binary(ref(hx), ref(hb), [](double u, double v) { return double(float(u) + float(v)); });
+  EXPECT_TRUE(near_ref(
+      Tensor<float, Dev>(relu(x + b) + log1p(exp(-abs(x + b)))),
+      ref_unary(rxb, [](double v) { return v > 30 ? v : std::log1p(std::exp(v)); }), 1e-5, 1e-30));
+  EXPECT_TRUE(
+      near_ref(Tensor<float, Dev>(0.5f * (x + b) * erfc((x + b) * -0.70710678f)),
+               ref_unary(rxb, [](double v) { return 0.5 * v * std::erfc(-v / std::sqrt(2.0)); }),
+               2e-5, 1e-30));
 }
 
 TYPED_TEST(ElementwiseTest, ComparisonsGiveOneOrZero) {

@@ -301,6 +301,293 @@ TYPED_TEST(GemmTyped, BatchedSharedOutputAccumulates) {
     }
 }
 
+// ---- epilogue: C = act(alpha op(A) op(B) + beta C + bias) ---------------------------------
+
+double act_ref(locus::gemm_activation act, double x) {
+  switch (act) {
+    case locus::gemm_activation::relu:
+      return x > 0 ? x : 0;
+    case locus::gemm_activation::sigmoid:
+      return 1 / (1 + std::exp(-x));
+    case locus::gemm_activation::tanh:
+      return std::tanh(x);
+    case locus::gemm_activation::linear:
+      break;
+  }
+  return x;
+}
+
+const locus::gemm_activation kActs[] = {
+    locus::gemm_activation::linear, locus::gemm_activation::relu, locus::gemm_activation::sigmoid,
+    locus::gemm_activation::tanh};
+
+// One product with an epilogue, checked two ways: against the float64 reference with a
+// rounding bound (every activation), and, for linear and relu, bitwise against the same
+// product without epilogue followed by the unfused float computation relu(z + b), which
+// is what a layer computed before the epilogue existed.
+template <class T>
+::testing::AssertionResult check_epilogue(const problem& p, T alpha, T beta,
+                                          locus::gemm_activation act, bool with_bias,
+                                          std::mt19937& rng, bool nan_c = false) {
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  operands<T> o = make_operands<T>(p, rng, nan_c ? nan : T(0));
+  std::vector<T> bias(p.n + 1);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  for (auto& x : bias) x = static_cast<T>(dist(rng));
+  std::vector<double> ref, mag;
+  reference(p, alpha, o, beta, ref, mag);
+  const std::vector<T> c_before = o.c;
+  const cpu::gemm_epilogue<T> ep{with_bias ? bias.data() : nullptr, act};
+  cpu::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, alpha, o.a.data(), o.lda, o.b.data(), o.ldb, beta,
+               o.c.data(), o.ldc, ep);
+  std::vector<T> plain = c_before;
+  cpu::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, alpha, o.a.data(), o.lda, o.b.data(), o.ldb, beta,
+               plain.data(), o.ldc);
+  const double eps = std::numeric_limits<T>::epsilon();
+  auto where = [&](std::size_t i, std::size_t j) {
+    return ::testing::AssertionFailure()
+           << "C(" << i << "," << j << ") for m=" << p.m << " n=" << p.n << " k=" << p.k
+           << " ta=" << p.ta << " tb=" << p.tb << " pad=" << p.pad << " alpha=" << alpha
+           << " beta=" << beta << " act=" << static_cast<int>(act) << " bias=" << with_bias;
+  };
+  for (std::size_t i = 0; i < p.m; ++i) {
+    for (std::size_t j = 0; j < o.ldc; ++j) {
+      const T got = o.c[i * o.ldc + j];
+      if (j >= p.n) {
+        const T was = c_before[i * o.ldc + j];
+        if (!(got == was || (got != got && was != was))) return where(i, j) << ": padding modified";
+        continue;
+      }
+      const double b = with_bias ? static_cast<double>(bias[j]) : 0.0;
+      const double z = ref[i * p.n + j] + b;
+      const double want = act_ref(act, z);
+      // act is 1-Lipschitz for all four; the function itself adds a few ulps.
+      const double tol =
+          4 * eps * (static_cast<double>(p.k) + 3) * (mag[i * p.n + j] + std::abs(b)) +
+          8 * eps * std::max(1.0, std::abs(want)) + 1e-30;
+      if (!(std::abs(static_cast<double>(got) - want) <= tol))
+        return where(i, j) << " = " << got << ", want " << want << " (tol " << tol << ")";
+      if (act == locus::gemm_activation::linear || act == locus::gemm_activation::relu) {
+        T unfused = plain[i * o.ldc + j];
+        if (with_bias) unfused = unfused + bias[j];
+        if (act == locus::gemm_activation::relu) unfused = unfused > T(0) ? unfused : T(0);
+        if (!(got == unfused || (got != got && unfused != unfused)))
+          return where(i, j) << " = " << got << ", the unfused computation gives " << unfused;
+      }
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TYPED_TEST(GemmTyped, EpilogueEveryPath) {
+  using T = TypeParam;
+  std::mt19937 rng(101);
+  // Full tiles, edge tiles, the transposed problem (skinny n: the bias runs along tile
+  // rows), several k blocks (the epilogue goes with the last one only), the dot-product
+  // path (tiny C, long k), the k-split path (tiny C, long k, both operands strided) and a
+  // product too small for the thread pool.
+  const std::vector<std::array<std::size_t, 3>> shapes = {
+      {48, 64, 20},  {49, 65, 21},    {7, 3, 5},    {200, 10, 40},  {10, 200, 40},
+      {61, 5, 1000}, {32, 10, 5408},  {3, 5, 1031}, {9, 32, 21632}, {13, 40, 9000},
+      {1, 1, 1},     {300, 287, 400}, {7, 45, 1000}};
+  int variant = 0;
+  for (int t = 0; t < 4; ++t)
+    for (const auto& sh : shapes)
+      for (auto act : kActs) {
+        const problem p{(t & 1) != 0, (t & 2) != 0, sh[0], sh[1], sh[2]};
+        // Over the activations, every shape meets each of: beta 0 with NaN in C, a general
+        // alpha and beta, no bias.
+        switch (variant++ % 3) {
+          case 0:
+            ASSERT_TRUE(check_epilogue<T>(p, T(1), T(0), act, true, rng, true));
+            break;
+          case 1:
+            ASSERT_TRUE(check_epilogue<T>(p, T(-1.5), T(0.5), act, true, rng));
+            break;
+          default:
+            ASSERT_TRUE(check_epilogue<T>(p, T(1), T(0), act, false, rng));
+        }
+      }
+}
+
+TYPED_TEST(GemmTyped, EpiloguePaddedAndDegenerate) {
+  using T = TypeParam;
+  std::mt19937 rng(103);
+  for (auto act : kActs) {
+    for (int t = 0; t < 4; ++t)
+      for (std::size_t d : {1, 7, 33, 65})
+        ASSERT_TRUE(check_epilogue<T>({(t & 1) != 0, (t & 2) != 0, d, d + 1, d + 2, 5}, T(1.5),
+                                      T(0.5), act, true, rng));
+    // k == 0 and alpha == 0: A and B are not read, C = act(beta C + bias).
+    ASSERT_TRUE(check_epilogue<T>({false, false, 9, 11, 0}, T(1), T(0), act, true, rng, true));
+    ASSERT_TRUE(check_epilogue<T>({false, false, 9, 11, 0}, T(1), T(2), act, true, rng));
+    ASSERT_TRUE(check_epilogue<T>({true, true, 9, 11, 5}, T(0), T(0.5), act, true, rng));
+  }
+}
+
+TYPED_TEST(GemmTyped, EpilogueIndependentOfThreadCount) {
+  using T = TypeParam;
+  thread_count_guard guard;
+  std::mt19937 rng(107);
+  // A blocked product split over threads, a transposed one and a k-split one.
+  for (const problem& p :
+       {problem{false, false, 301, 287, 400}, problem{false, false, 2000, 10, 200},
+        problem{true, false, 9, 32, 21632}}) {
+    operands<T> o = make_operands<T>(p, rng, T(0));
+    std::vector<T> bias(p.n);
+    for (std::size_t j = 0; j < p.n; ++j)
+      bias[j] = static_cast<T>(0.01 * static_cast<double>(j) - 0.1);
+    std::vector<std::vector<T>> results;
+    for (std::size_t threads : {1, 2, 3, 4}) {
+      cpu::set_num_threads(threads);
+      std::vector<T> c = o.c;
+      cpu::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, T(1), o.a.data(), o.lda, o.b.data(), o.ldb, T(0),
+                   c.data(), o.ldc, {bias.data(), locus::gemm_activation::tanh});
+      results.push_back(std::move(c));
+    }
+    for (std::size_t i = 1; i < results.size(); ++i) EXPECT_EQ(results[0], results[i]) << i;
+  }
+}
+
+TYPED_TEST(GemmTyped, EpilogueBatchedSharesTheBias) {
+  using T = TypeParam;
+  std::mt19937 rng(109);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  const std::size_t m = 33, n = 17, k = 20, batch = 40;  // many small products: one per task
+  std::vector<T> a(m * k * batch), b(k * n), c(m * n * batch), bias(n);
+  for (auto& x : a) x = static_cast<T>(dist(rng));
+  for (auto& x : b) x = static_cast<T>(dist(rng));
+  for (auto& x : bias) x = static_cast<T>(dist(rng));
+  cpu::gemm_batched<T>(batch, false, false, m, n, k, T(1), a.data(), k, m * k, b.data(), n, 0, T(0),
+                       c.data(), n, m * n, {bias.data(), locus::gemm_activation::relu});
+  for (std::size_t q = 0; q < batch; ++q) {
+    std::vector<T> want(m * n);
+    cpu::gemm<T>(false, false, m, n, k, T(1), a.data() + q * m * k, k, b.data(), n, T(0),
+                 want.data(), n, {bias.data(), locus::gemm_activation::relu});
+    for (std::size_t i = 0; i < m * n; ++i) ASSERT_EQ(c[q * m * n + i], want[i]) << "batch " << q;
+  }
+}
+
+// ---- column sums of op(B) beside the product ------------------------------------------------
+
+template <class T>
+::testing::AssertionResult check_colsum(const problem& p, T alpha, T beta, std::mt19937& rng) {
+  operands<T> o = make_operands<T>(p, rng, T(0));
+  std::vector<double> ref, mag;
+  reference(p, alpha, o, beta, ref, mag);
+  std::vector<T> sums(p.n + 1, T(-7));
+  cpu::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, alpha, o.a.data(), o.lda, o.b.data(), o.ldb, beta,
+               o.c.data(), o.ldc, {}, sums.data());
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (std::size_t j = 0; j < p.n; ++j) {
+    double want = 0, sm = 0;
+    for (std::size_t q = 0; q < p.k; ++q) {
+      const double bv = p.tb ? o.b[j * o.ldb + q] : o.b[q * o.ldb + j];
+      want += bv;
+      sm += std::abs(bv);
+    }
+    const double tol = 4 * eps * (static_cast<double>(p.k) + 2) * sm + 1e-30;
+    if (!(std::abs(static_cast<double>(sums[j]) - want) <= tol))
+      return ::testing::AssertionFailure()
+             << "sum " << j << " = " << sums[j] << ", want " << want << " for m=" << p.m
+             << " n=" << p.n << " k=" << p.k << " ta=" << p.ta << " tb=" << p.tb;
+  }
+  if (sums[p.n] != T(-7)) return ::testing::AssertionFailure() << "wrote past the n sums";
+  // The product itself is unaffected.
+  for (std::size_t i = 0; i < p.m; ++i)
+    for (std::size_t j = 0; j < p.n; ++j) {
+      const double got = o.c[i * o.ldc + j], want = ref[i * p.n + j];
+      const double tol = 4 * eps * (static_cast<double>(p.k) + 2) * mag[i * p.n + j] + 1e-30;
+      if (!(std::abs(got - want) <= tol))
+        return ::testing::AssertionFailure() << "C(" << i << "," << j << ") wrong";
+    }
+  return ::testing::AssertionSuccess();
+}
+
+TYPED_TEST(GemmTyped, ColumnSumsOfBOnEveryPath) {
+  using T = TypeParam;
+  std::mt19937 rng(127);
+  // The k-split path (sums per slice, through the ones row or, with m a multiple of the
+  // micro-panel height, a pass of their own), the dot path, the blocked path with B read in
+  // place, the transposed problem, the multi-threaded grid, k == 0 and alpha == 0.
+  const std::vector<std::array<std::size_t, 3>> shapes = {
+      {9, 32, 21632},  {13, 40, 9000}, {12, 32, 9000}, {32, 10, 5408}, {7, 45, 1000}, {200, 10, 40},
+      {300, 287, 400}, {1, 1, 1},      {5, 3, 0},      {0, 6, 50},     {17, 33, 7}};
+  for (int t = 0; t < 4; ++t)
+    for (const auto& sh : shapes) {
+      const problem p{(t & 1) != 0, (t & 2) != 0, sh[0], sh[1], sh[2]};
+      ASSERT_TRUE(check_colsum<T>(p, T(1), T(0), rng));
+      ASSERT_TRUE(check_colsum<T>(p, T(-2), T(0.5), rng));
+    }
+  ASSERT_TRUE(check_colsum<T>({false, true, 9, 11, 5}, T(0), T(1), rng));
+}
+
+TYPED_TEST(GemmTyped, ColumnSumsIndependentOfThreadCount) {
+  using T = TypeParam;
+  thread_count_guard guard;
+  std::mt19937 rng(131);
+  const problem p{true, false, 9, 32, 21632};
+  operands<T> o = make_operands<T>(p, rng, T(0));
+  std::vector<std::vector<T>> sums;
+  for (std::size_t threads : {1, 2, 3, 4}) {
+    cpu::set_num_threads(threads);
+    std::vector<T> c = o.c, s(p.n);
+    cpu::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, T(1), o.a.data(), o.lda, o.b.data(), o.ldb, T(0),
+                 c.data(), o.ldc, {}, s.data());
+    sums.push_back(std::move(s));
+  }
+  for (std::size_t i = 1; i < sums.size(); ++i) EXPECT_EQ(sums[0], sums[i]) << i;
+}
+
+TYPED_TEST(GemmTyped, ColumnSumsAddUpOverABatch) {
+  using T = TypeParam;
+  std::mt19937 rng(137);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  const std::size_t m = 4, n = 6, k = 5, batch = 3;
+  std::vector<T> a(m * k * batch), b(k * n * batch), c(m * n * batch), sums(n);
+  for (auto& x : a) x = static_cast<T>(dist(rng));
+  for (auto& x : b) x = static_cast<T>(dist(rng));
+  cpu::gemm_batched<T>(batch, false, false, m, n, k, T(1), a.data(), k, m * k, b.data(), n, k * n,
+                       T(0), c.data(), n, m * n, {}, sums.data());
+  for (std::size_t j = 0; j < n; ++j) {
+    double want = 0;
+    for (std::size_t q = 0; q < batch * k; ++q) want += static_cast<double>(b[q * n + j]);
+    EXPECT_NEAR(static_cast<double>(sums[j]), want, 1e-5);
+  }
+}
+
+TEST(GemmInt, EpilogueBiasAndRelu) {
+  std::mt19937 rng(113);
+  std::uniform_int_distribution<int> dist(-9, 9);
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = (t & 1) != 0, tb = (t & 2) != 0;
+    const std::size_t m = 13, n = 7, k = 5;
+    std::vector<std::int32_t> a(m * k), b(k * n), c(m * n), bias(n);
+    for (auto& x : a) x = dist(rng);
+    for (auto& x : b) x = dist(rng);
+    for (auto& x : bias) x = dist(rng);
+    for (auto act : {locus::gemm_activation::linear, locus::gemm_activation::relu}) {
+      std::vector<std::int32_t> sums(n);
+      cpu::gemm<std::int32_t>(ta, tb, m, n, k, 2, a.data(), ta ? m : k, b.data(), tb ? k : n, 0,
+                              c.data(), n, {bias.data(), act}, sums.data());
+      for (std::size_t j = 0; j < n; ++j) {
+        std::int32_t want = 0;
+        for (std::size_t p = 0; p < k; ++p) want += tb ? b[j * k + p] : b[p * n + j];
+        ASSERT_EQ(sums[j], want) << j;
+      }
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+          std::int32_t want = 0;
+          for (std::size_t p = 0; p < k; ++p)
+            want += (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+          want = 2 * want + bias[j];
+          if (act == locus::gemm_activation::relu) want = std::max(want, 0);
+          ASSERT_EQ(c[i * n + j], want) << i << "," << j;
+        }
+    }
+  }
+}
+
 TEST(GemmInt, MatchesReferenceAllTransposes) {
   std::mt19937 rng(29);
   std::uniform_int_distribution<int> dist(-9, 9);

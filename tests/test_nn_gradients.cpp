@@ -44,7 +44,9 @@ INSTANTIATE_TEST_SUITE_P(AllActivations, DenseGradient,
                          [](const auto& info) { return to_string(info.param); });
 
 TEST(LayerGradient, DenseWithoutBias) {
-  EXPECT_EQ(one_layer_model(Dense(4, Activation::tanh, /*bias=*/false), {{2, 3}}).parameters().size(), 1u);
+  EXPECT_EQ(
+      one_layer_model(Dense(4, Activation::tanh, /*bias=*/false), {{2, 3}}).parameters().size(),
+      1u);
   check_layer(Dense(4, Activation::tanh, false), {2, 3}, {4});
 }
 
@@ -219,9 +221,12 @@ TEST(LayerGradient, BatchNormalizationWithNonTrivialGammaBeta) {
   const Tn w = Tn::uniform({4, 3}, 22, -1.0, 1.0);
   const auto r = m.vjp({x}, {w});
   const auto loss = [&]() { return project(w, m(x, true)); };
-  EXPECT_TRUE(grad_close(values(r.input_grads[0]), numeric_grad(x, loss), "BatchNormalization dL/dx"));
-  EXPECT_TRUE(grad_close(values(r.param_grads[0]), numeric_grad(ps[0]->value, loss), "BatchNormalization dL/dgamma"));
-  EXPECT_TRUE(grad_close(values(r.param_grads[1]), numeric_grad(ps[1]->value, loss), "BatchNormalization dL/dbeta"));
+  EXPECT_TRUE(
+      grad_close(values(r.input_grads[0]), numeric_grad(x, loss), "BatchNormalization dL/dx"));
+  EXPECT_TRUE(grad_close(values(r.param_grads[0]), numeric_grad(ps[0]->value, loss),
+                         "BatchNormalization dL/dgamma"));
+  EXPECT_TRUE(grad_close(values(r.param_grads[1]), numeric_grad(ps[1]->value, loss),
+                         "BatchNormalization dL/dbeta"));
 }
 
 TEST(LayerGradient, BatchNormalizationWithoutCenterOrScale) {
@@ -292,6 +297,14 @@ TEST(LossGradient, BinaryCrossentropy) {
 TEST(LossGradient, MeanSquaredError) {
   check_loss(MeanSquaredError{}, Tn::uniform({4, 3}, 13, -2.0, 2.0),
              Tn::uniform({4, 3}, 14, -2.0, 2.0), "mse");
+}
+
+TEST(LossGradient, MeanAbsoluteError) {
+  // Away from the kink at out == y (probability zero for random values).
+  check_loss(MeanAbsoluteError{}, Tn::uniform({4, 3}, 15, -2.0, 2.0),
+             Tn::uniform({4, 3}, 16, -2.0, 2.0), "mae");
+  EXPECT_NEAR(nn::compute_loss(MeanAbsoluteError{}, Tn{{1.0, 2.0}}, Tn{{0.0, 4.0}}).value.item(),
+              1.5, 1e-12);
 }
 
 TEST(LossValue, MatchesKerasFormulas) {

@@ -788,7 +788,8 @@ TYPED_TEST(NnModel, TypedErrors) {
   EXPECT_THROW(empty.build(), argument_error);
   EXPECT_TRUE(throws_with<argument_error>([] { Sequential<Dev> late(Dense(2), Input({3})); },
                                           "Input must come first"));
-  EXPECT_TRUE(throws_with<argument_error>([] { Sequential<Dev> bad(Dense(2, "gelu")); }, "gelu"));
+  EXPECT_TRUE(throws_with<argument_error>([] { Sequential<Dev> bad(Dense(2, "mish")); },
+                                          "unknown activation 'mish'"));
   EXPECT_TRUE(throws_with<argument_error>([] { Sequential<Dev> bad(Dropout(1.0)); }, "rate"));
   Sequential<Dev> conv(Input({2, 2, 1}), Conv2D(1, {3, 3}));
   EXPECT_TRUE(throws_with<shape_error>([&] { conv.build(); }, "does not fit"));
@@ -850,8 +851,8 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
   EXPECT_TRUE(unchanged());
 
   // evaluate.
-  EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, bad, 5); },
-                                       "locus::Model::evaluate", "label 2", "[0, 2)"));
+  EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, bad, 5); }, "locus::Model::evaluate",
+                                       "label 2", "[0, 2)"));
   EXPECT_TRUE(throws_with<label_error>(
       [&] {
         m.evaluate(vx, to<Dev>(HostI{0, 1, -4, 0, 1, 1}));
@@ -870,8 +871,8 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
   } else {
     auto r = m.value_and_gradient(x, bad, SparseCategoricalCrossentropy{});
     EXPECT_EQ(r.grads.size(), 4u);
-    EXPECT_TRUE(throws_with<label_error>(
-        [&] { m.check_labels(); }, "locus::Model::value_and_gradient", "label 2", "[0, 2)"));
+    EXPECT_TRUE(throws_with<label_error>([&] { m.check_labels(); },
+                                         "locus::Model::value_and_gradient", "label 2", "[0, 2)"));
     EXPECT_NO_THROW(m.check_labels());  // the record was cleared
     r = m.value_and_gradient(x, neg, SparseCategoricalCrossentropy{});
     // A later fit reports it before its first step, and names where it came from.
@@ -885,8 +886,8 @@ TYPED_TEST(NnModel, OutOfRangeSparseLabelsRaiseLabelError) {
                                          "label 2"));
     // Both at once: evaluate's own labels first, the earlier call's at the next check.
     r = m.value_and_gradient(x, neg, SparseCategoricalCrossentropy{});
-    EXPECT_TRUE(throws_with<label_error>([&] { m.evaluate(x, bad); },
-                                         "locus::Model::evaluate: label 2"));
+    EXPECT_TRUE(
+        throws_with<label_error>([&] { m.evaluate(x, bad); }, "locus::Model::evaluate: label 2"));
     EXPECT_TRUE(throws_with<label_error>([&] { m.check_labels(); }, "label -1"));
   }
   EXPECT_NO_THROW(m.check_labels());

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -119,13 +120,32 @@ struct gemm_case {
   std::size_t pad = 0;                          // extra elements per row (ld = cols + pad)
   bool share_a = false, share_b = false;        // batch stride 0
   bool nan_c = false;                           // C starts as NaN (beta must be 0)
+  // Epilogue: C = act(... + bias), bias per column read from bias_off.
+  bool bias = false;
+  std::size_t bias_off = 0;
+  locus::gemm_activation act = locus::gemm_activation::linear;
 };
 
 std::string describe(const gemm_case& c) {
   return "batch=" + std::to_string(c.batch) + " m=" + std::to_string(c.m) +
          " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k) + " ta=" + std::to_string(c.ta) +
          " tb=" + std::to_string(c.tb) + " alpha=" + std::to_string(c.alpha) +
-         " beta=" + std::to_string(c.beta) + " pad=" + std::to_string(c.pad);
+         " beta=" + std::to_string(c.beta) + " pad=" + std::to_string(c.pad) +
+         " bias=" + std::to_string(c.bias) + " act=" + std::to_string(static_cast<int>(c.act));
+}
+
+double apply_act(locus::gemm_activation act, double x) {
+  switch (act) {
+    case locus::gemm_activation::relu:
+      return x > 0 ? x : 0;
+    case locus::gemm_activation::sigmoid:
+      return 1 / (1 + std::exp(-x));
+    case locus::gemm_activation::tanh:
+      return std::tanh(x);
+    case locus::gemm_activation::linear:
+      break;
+  }
+  return x;
 }
 
 struct mem_deleter {
@@ -177,7 +197,9 @@ void check(bool gpu_config, const gemm_case& c) {
         C[c.c_off + bi * sc + i * ldc + j] =
             c.nan_c ? std::numeric_limits<T>::quiet_NaN() : static_cast<T>(dist(rng));
 
-  auto da = upload(A), db = upload(B), dc = upload(C);
+  std::vector<T> bias(c.bias_off + c.n + 1);
+  for (T& x : bias) x = static_cast<T>(dist(rng));
+  auto da = upload(A), db = upload(B), dc = upload(C), dbias = upload(bias);
   k::gemm_call call;
   call.batch = c.batch;
   call.m = c.m;
@@ -199,10 +221,13 @@ void check(bool gpu_config, const gemm_case& c) {
   call.c_offset = c.c_off;
   call.ldc = ldc;
   call.stride_c = sc;
+  call.bias = c.bias ? dbias.get() : nullptr;
+  call.bias_offset = c.bias_off;
+  call.act = c.act;
   unsigned launches = 0;
   ASSERT_EQ(k::enqueue_gemm(env().q, b.kernels, b.cfg, call, &launches), CL_SUCCESS);
   const bool empty = c.batch == 0 || c.m == 0 || c.n == 0;
-  EXPECT_EQ(launches, empty ? 0u : 1u);
+  EXPECT_EQ(launches, empty ? 0u : call.has_epilogue() ? 2u : 1u);
   std::vector<T> out(C.size());
   if (out.empty()) return;
   ASSERT_EQ(clEnqueueReadBuffer(env().q, dc.get(), CL_TRUE, 0, out.size() * sizeof(T), out.data(),
@@ -232,6 +257,11 @@ void check(bool gpu_config, const gemm_case& c) {
           ref += c.beta * static_cast<double>(C[ci]);
           mag += std::fabs(c.beta * static_cast<double>(C[ci]));
         }
+        if (c.bias) {
+          ref += static_cast<double>(bias[c.bias_off + j]);
+          mag += std::fabs(static_cast<double>(bias[c.bias_off + j]));
+        }
+        ref = apply_act(c.act, ref);  // 1-Lipschitz: the bound below still holds
         // Rounding of a length-k sum grows like sqrt(k) for random data; 16x headroom.
         const double tol = 16 * eps * std::sqrt(static_cast<double>(c.k) + 1) * (mag + 1);
         const double got = out[ci];
@@ -407,6 +437,60 @@ TEST_P(OpenclGemm, EmptyProductsEnqueueNothing) {
   }
 }
 
+TEST_P(OpenclGemm, EpilogueEveryKernel) {
+  // Shapes that reach every kernel: nn, tn, tt (C^T), nt (dot products), nt_packed and, in
+  // the GPU configuration, tiled; edges, offsets, padding and batches with shared operands.
+  const locus::gemm_activation acts[] = {
+      locus::gemm_activation::linear, locus::gemm_activation::relu, locus::gemm_activation::sigmoid,
+      locus::gemm_activation::tanh};
+  const std::vector<std::array<std::size_t, 3>> shapes = {
+      {7, 5, 3}, {65, 33, 17}, {32, 10, 300}, {129, 127, 65}};
+  int variant = 0;
+  for (const auto& sh : shapes)
+    for (const auto& t : transposes)
+      for (auto act : acts) {
+        gemm_case c;
+        c.m = sh[0];
+        c.n = sh[1];
+        c.k = sh[2];
+        c.ta = t[0];
+        c.tb = t[1];
+        c.act = act;
+        switch (variant++ % 4) {
+          case 0:  // bias at an offset, C starts as NaN
+            c.bias = true;
+            c.bias_off = 3;
+            c.nan_c = true;
+            break;
+          case 1:  // general alpha and beta, padded rows, offsets into every buffer
+            c.bias = true;
+            c.alpha = -1.5;
+            c.beta = 0.5;
+            c.pad = 3;
+            c.a_off = 5;
+            c.b_off = 7;
+            c.c_off = 2;
+            break;
+          case 2:  // no bias: the activation alone
+            break;
+          default:  // a batch sharing A and the bias
+            c.bias = true;
+            c.batch = 3;
+            c.share_a = true;
+        }
+        run(c);
+      }
+  // k == 0: C = act(beta C + bias).
+  gemm_case c;
+  c.m = 9;
+  c.n = 11;
+  c.k = 0;
+  c.beta = 2;
+  c.bias = true;
+  c.act = locus::gemm_activation::tanh;
+  run(c);
+}
+
 TEST(OpenclGemmConfig, BuildOptionsDescribeTheConfig) {
   k::gemm_config cfg = k::make_gemm_config(k::gemm_device_kind::gpu, false, 1024, 49152, true);
   const std::string opts = cfg.build_options();
@@ -418,7 +502,7 @@ TEST(OpenclGemmConfig, BuildOptionsDescribeTheConfig) {
   EXPECT_LE(cfg.tiled_local_m() * cfg.tiled_local_n(), 64u);
   EXPECT_LE(cfg.direct_local, 64u);
   EXPECT_NE(cfg.build_options().find("-DLOCUS_T=double"), std::string::npos);
-  EXPECT_EQ(k::gemm_kernel_names().size(), 6u);
+  EXPECT_EQ(k::gemm_kernel_names().size(), 7u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, OpenclGemm,

@@ -37,45 +37,105 @@ inline constexpr bool is_tensor_v = is_tensor<std::remove_cvref_t<T>>::value;
 
 /// Element types locus computes with.
 template <class T>
-concept Element = std::is_same_v<T, float> || std::is_same_v<T, double> ||
-                  std::is_same_v<T, std::int32_t>;
+concept Element =
+    std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int32_t>;
 
 /// Operation tags. Backends specialise their own implementation for each tag.
 namespace op {
 // binary arithmetic
-struct add { static constexpr const char* name = "add"; };
-struct sub { static constexpr const char* name = "subtract"; };
-struct mul { static constexpr const char* name = "multiply"; };
-struct div { static constexpr const char* name = "divide"; };
-struct maximum { static constexpr const char* name = "maximum"; };
-struct minimum { static constexpr const char* name = "minimum"; };
-struct pow { static constexpr const char* name = "pow"; };
+struct add {
+  static constexpr const char* name = "add";
+};
+struct sub {
+  static constexpr const char* name = "subtract";
+};
+struct mul {
+  static constexpr const char* name = "multiply";
+};
+struct div {
+  static constexpr const char* name = "divide";
+};
+struct maximum {
+  static constexpr const char* name = "maximum";
+};
+struct minimum {
+  static constexpr const char* name = "minimum";
+};
+struct pow {
+  static constexpr const char* name = "pow";
+};
 // comparisons: 1 where true, 0 where false, in the operands' element type
-struct greater { static constexpr const char* name = "greater"; };
-struct less { static constexpr const char* name = "less"; };
-struct greater_equal { static constexpr const char* name = "greater_equal"; };
-struct less_equal { static constexpr const char* name = "less_equal"; };
-struct equal { static constexpr const char* name = "equal"; };
+struct greater {
+  static constexpr const char* name = "greater";
+};
+struct less {
+  static constexpr const char* name = "less";
+};
+struct greater_equal {
+  static constexpr const char* name = "greater_equal";
+};
+struct less_equal {
+  static constexpr const char* name = "less_equal";
+};
+struct equal {
+  static constexpr const char* name = "equal";
+};
 // unary
-struct negate { static constexpr const char* name = "negate"; };
-struct exp { static constexpr const char* name = "exp"; };
-struct log { static constexpr const char* name = "log"; };
-struct sqrt { static constexpr const char* name = "sqrt"; };
-struct tanh { static constexpr const char* name = "tanh"; };
-struct relu { static constexpr const char* name = "relu"; };
-struct sigmoid { static constexpr const char* name = "sigmoid"; };
-struct abs { static constexpr const char* name = "abs"; };
-struct square { static constexpr const char* name = "square"; };
+struct negate {
+  static constexpr const char* name = "negate";
+};
+struct exp {
+  static constexpr const char* name = "exp";
+};
+struct log {
+  static constexpr const char* name = "log";
+};
+struct sqrt {
+  static constexpr const char* name = "sqrt";
+};
+struct tanh {
+  static constexpr const char* name = "tanh";
+};
+struct relu {
+  static constexpr const char* name = "relu";
+};
+struct sigmoid {
+  static constexpr const char* name = "sigmoid";
+};
+struct abs {
+  static constexpr const char* name = "abs";
+};
+struct square {
+  static constexpr const char* name = "square";
+};
+struct erf {
+  static constexpr const char* name = "erf";
+};
+struct erfc {
+  static constexpr const char* name = "erfc";
+};  // 1 - erf(x), accurate where erf(x) is near 1
+struct expm1 {
+  static constexpr const char* name = "expm1";
+};  // exp(x) - 1, accurate near 0
+struct log1p {
+  static constexpr const char* name = "log1p";
+};  // log(1 + x), accurate near 0
 template <class To>
-struct cast { static constexpr const char* name = "cast"; };
+struct cast {
+  static constexpr const char* name = "cast";
+};
 // ternary: where(c, a, b) = c != 0 ? a : b
-struct where { static constexpr const char* name = "where"; };
+struct where {
+  static constexpr const char* name = "where";
+};
 
 /// Ops defined only for floating-point element types.
 template <class Op>
 inline constexpr bool needs_floating_point =
     std::is_same_v<Op, exp> || std::is_same_v<Op, log> || std::is_same_v<Op, sqrt> ||
-    std::is_same_v<Op, tanh> || std::is_same_v<Op, sigmoid> || std::is_same_v<Op, pow>;
+    std::is_same_v<Op, tanh> || std::is_same_v<Op, sigmoid> || std::is_same_v<Op, pow> ||
+    std::is_same_v<Op, erf> || std::is_same_v<Op, erfc> || std::is_same_v<Op, expm1> ||
+    std::is_same_v<Op, log1p>;
 }  // namespace op
 
 /// A non-owning leaf: refers to a tensor that outlives the expression.
@@ -243,7 +303,7 @@ struct first_non_void<A, Rest...> {
 };
 
 template <class T, class... Ts>
-inline constexpr bool all_same_or_void = ((std::is_void_v<Ts> || std::is_same_v<T, Ts>) && ...);
+inline constexpr bool all_same_or_void = ((std::is_void_v<Ts> || std::is_same_v<T, Ts>)&&...);
 
 // Element types must agree; mixing is a compile error that names the fix.
 template <class T, class... Ts>
@@ -264,7 +324,8 @@ auto make_expr(A&&... a) {
   static_assert(detail::require_same_element<T, typename detail::operand_value<A>::type...>::value);
   using Node = Expr<Op, decltype(detail::capture<T>(std::forward<A>(a)))...>;
   using Dev = typename Node::device_type;
-  static_assert(detail::check_devices<Dev, decltype(detail::capture<T>(std::forward<A>(a)))...>::value);
+  static_assert(
+      detail::check_devices<Dev, decltype(detail::capture<T>(std::forward<A>(a)))...>::value);
   static_assert(!op::needs_floating_point<Op> || std::is_floating_point_v<T>,
                 "locus: this operation needs a floating-point tensor; convert with "
                 "locus::cast<float>(x)");
@@ -273,13 +334,14 @@ auto make_expr(A&&... a) {
 
 /// Either operand of a binary operator may be a scalar, but one must be a tensor or node.
 template <class A, class B>
-concept BinaryOperands = (Operand<A> && (Operand<B> || std::is_arithmetic_v<std::remove_cvref_t<B>>)) ||
+concept BinaryOperands = (Operand<A> &&
+                          (Operand<B> || std::is_arithmetic_v<std::remove_cvref_t<B>>)) ||
                          (Operand<B> && std::is_arithmetic_v<std::remove_cvref_t<A>>);
 
-#define LOCUS_BINARY_OPERATOR_(SYMBOL, OP)                   \
-  template <class A, class B>                                \
-    requires BinaryOperands<A, B>                            \
-  auto operator SYMBOL(A&& a, B&& b) {                       \
+#define LOCUS_BINARY_OPERATOR_(SYMBOL, OP)                            \
+  template <class A, class B>                                         \
+  requires BinaryOperands<A, B>                                       \
+  auto operator SYMBOL(A&& a, B&& b) {                                \
     return make_expr<op::OP>(std::forward<A>(a), std::forward<B>(b)); \
   }
 LOCUS_BINARY_OPERATOR_(+, add)
@@ -293,10 +355,10 @@ auto operator-(A&& a) {
   return make_expr<op::negate>(std::forward<A>(a));
 }
 
-#define LOCUS_BINARY_FUNCTION_(NAME)                          \
-  template <class A, class B>                                 \
-    requires BinaryOperands<A, B>                             \
-  auto NAME(A&& a, B&& b) {                                   \
+#define LOCUS_BINARY_FUNCTION_(NAME)                                    \
+  template <class A, class B>                                           \
+  requires BinaryOperands<A, B>                                         \
+  auto NAME(A&& a, B&& b) {                                             \
     return make_expr<op::NAME>(std::forward<A>(a), std::forward<B>(b)); \
   }
 LOCUS_BINARY_FUNCTION_(maximum)
@@ -309,9 +371,9 @@ LOCUS_BINARY_FUNCTION_(less_equal)
 LOCUS_BINARY_FUNCTION_(equal)
 #undef LOCUS_BINARY_FUNCTION_
 
-#define LOCUS_UNARY_FUNCTION_(NAME)             \
-  template <Operand A>                          \
-  auto NAME(A&& a) {                            \
+#define LOCUS_UNARY_FUNCTION_(NAME)                 \
+  template <Operand A>                              \
+  auto NAME(A&& a) {                                \
     return make_expr<op::NAME>(std::forward<A>(a)); \
   }
 LOCUS_UNARY_FUNCTION_(exp)
@@ -322,6 +384,10 @@ LOCUS_UNARY_FUNCTION_(relu)
 LOCUS_UNARY_FUNCTION_(sigmoid)
 LOCUS_UNARY_FUNCTION_(abs)
 LOCUS_UNARY_FUNCTION_(square)
+LOCUS_UNARY_FUNCTION_(erf)
+LOCUS_UNARY_FUNCTION_(erfc)
+LOCUS_UNARY_FUNCTION_(expm1)
+LOCUS_UNARY_FUNCTION_(log1p)
 #undef LOCUS_UNARY_FUNCTION_
 
 /// Converts the element type: `locus::cast<float>(labels)`.
@@ -334,9 +400,8 @@ auto cast(A&& a) {
 
 /// `where(c, a, b)`: a where c != 0, else b (c may have another element type).
 template <Operand C, class A, class B>
-  requires(Operand<A> || std::is_arithmetic_v<std::remove_cvref_t<A>>) &&
-          (Operand<B> || std::is_arithmetic_v<std::remove_cvref_t<B>>)
-auto where(C&& c, A&& a, B&& b) {
+requires(Operand<A> || std::is_arithmetic_v<std::remove_cvref_t<A>>) &&
+    (Operand<B> || std::is_arithmetic_v<std::remove_cvref_t<B>>)auto where(C&& c, A&& a, B&& b) {
   using CT = typename std::remove_cvref_t<C>::value_type;
   using T = typename detail::first_non_void<typename detail::operand_value<A>::type,
                                             typename detail::operand_value<B>::type, CT>::type;

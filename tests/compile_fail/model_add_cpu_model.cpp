@@ -1,4 +1,4 @@
-// EXPECT: a model bound to Device<CPU> cannot be used as a model on Device<GPU, 0>; copy it explicitly: locus::to<locus::Device<locus::GPU, 0>>\(model\)
+// EXPECT: a model bound to Device<CPU> cannot be used as one on Device<GPU, 0>; copy it explicitly: locus::to<locus::Device<locus::GPU, 0>>\(model\)
 // Rule 5 (models carry one device): nesting a model bound to the host in a GPU model.
 #include <locus/locus.hpp>
 

@@ -1,4 +1,4 @@
-// EXPECT: locus::Sequential: labels must be int32 class indices
+// EXPECT: locus::Model: labels must be int32 class indices
 // Labels: evaluate() of a float model with double targets (no loss takes them).
 #include <locus/locus.hpp>
 

@@ -28,6 +28,7 @@
 //   template <class T> static void argmax(const buffer<T>& src, std::size_t outer, std::size_t len,
 //                                         std::size_t inner, buffer<std::int32_t>& dst);
 //   template <class T> static void gemm(const gemm_args<T>& args);   (see below)
+//       Including the optional epilogue (bias, activation) of gemm_args.
 //   template <class T> static void transpose2d(const buffer<T>& src, std::size_t rows,
 //                                              std::size_t cols, buffer<T>& dst);
 //   template <class T> static void random(random_dist dist, buffer<T>& dst, std::uint64_t seed,
@@ -53,10 +54,25 @@ enum class reduce_op { sum, mean, max, min };
 
 enum class random_dist { uniform, normal };
 
+/// The element-wise functions a GEMM can apply to its result as it writes it (those that
+/// are a few instructions in registers). Their definitions are the element-wise
+/// expressions' (expr.hpp): relu(x) = x > 0 ? x : 0, sigmoid(x) = 1 / (1 + e^-x), tanh.
+enum class gemm_activation { linear, relu, sigmoid, tanh };
+
 /// Arguments of a (batched) row-major GEMM on buffers of one device:
-/// for each b < batch: C_b = alpha * op(A_b) * op(B_b) + beta * C_b,
+/// for each b < batch: C_b = act(alpha * op(A_b) * op(B_b) + beta * C_b + bias),
 /// op(A_b) is m x k, op(B_b) is k x n; offsets and strides are in elements; a batch
 /// stride of 0 shares the operand across the batch.
+///
+/// The epilogue (bias, act) is optional: `bias` (null: none) holds n values from
+/// bias_offset, added to every row of every C_b; `act` is applied last. In that order, a
+/// Dense layer's y = act(x W + b) is one pass over y. A C shared by the batch (stride_c
+/// == 0) gets the epilogue once, after the last product. Only floating-point types take
+/// an epilogue (detail::gemm_into checks it for every backend).
+///
+/// b_colsum (null: not wanted; batch 1 only) receives from b_colsum_offset the n column
+/// sums of op(B): with B = dZ, a layer's bias gradient next to its weight gradient X^T dZ,
+/// where the GEMM has B at hand anyway.
 template <class Buffer, class T>
 struct gemm_args {
   std::size_t batch, m, n, k;
@@ -69,6 +85,13 @@ struct gemm_args {
   T beta;
   Buffer* c;
   std::size_t c_offset, ldc, stride_c;
+  const Buffer* bias = nullptr;
+  std::size_t bias_offset = 0;
+  gemm_activation act = gemm_activation::linear;
+  Buffer* b_colsum = nullptr;
+  std::size_t b_colsum_offset = 0;
+
+  bool has_epilogue() const { return bias != nullptr || act != gemm_activation::linear; }
 };
 
 }  // namespace locus

@@ -28,24 +28,24 @@ struct device_mismatch {
 
 // LS/RS name the devices as a reader says them; LQ is the left device fully qualified,
 // so the suggested fix compiles as written.
-#define LOCUS_DEVICE_MISMATCH_(L, R, LS, RS, LQ)                                         \
-  template <class Context>                                                               \
-  struct device_mismatch<L, R, Context> {                                                \
-    static_assert(dependent_false<Context>,                                              \
-                  "locus: operands live on different devices, " LS " and " RS            \
-                  "; copy one explicitly, e.g. locus::to<" LQ ">(x)");                   \
+#define LOCUS_DEVICE_MISMATCH_(L, R, LS, RS, LQ)                              \
+  template <class Context>                                                    \
+  struct device_mismatch<L, R, Context> {                                     \
+    static_assert(dependent_false<Context>,                                   \
+                  "locus: operands live on different devices, " LS " and " RS \
+                  "; copy one explicitly, e.g. locus::to<" LQ ">(x)");        \
   };
 #define LOCUS_CPU_ "Device<CPU>"
 #define LOCUS_GPU_(N) "Device<GPU, " #N ">"
 #define LOCUS_QCPU_ "locus::Device<locus::CPU>"
 #define LOCUS_QGPU_(N) "locus::Device<locus::GPU, " #N ">"
-#define LOCUS_CPU_GPU_PAIR_(N)                                                                   \
-  LOCUS_DEVICE_MISMATCH_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N),     \
-                         LOCUS_QCPU_)                                                            \
-  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_,     \
+#define LOCUS_CPU_GPU_PAIR_(N)                                                               \
+  LOCUS_DEVICE_MISMATCH_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N), \
+                         LOCUS_QCPU_)                                                        \
+  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_, \
                          LOCUS_QGPU_(N))
-#define LOCUS_GPU_PAIR_(A, B)                                                                    \
-  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A),  \
+#define LOCUS_GPU_PAIR_(A, B)                                                                   \
+  LOCUS_DEVICE_MISMATCH_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), \
                          LOCUS_GPU_(B), LOCUS_QGPU_(A))
 #define LOCUS_COMMA_ ,
 
@@ -98,13 +98,14 @@ struct host_access_denied {
 template <class Context>
 struct host_access_denied<Device<CPU>, Context> {};
 
-#define LOCUS_HOST_ACCESS_(N)                                                               \
-  template <class Context>                                                                 \
-  struct host_access_denied<Device<GPU, N>, Context> {                                     \
-    static_assert(dependent_false<Context>,                                                \
-                  "locus: a tensor on Device<GPU, " #N "> has no host access (element access, " \
-                  "data(), iterators, stream output); copy it first: auto h = "              \
-                  "locus::to<locus::Device<locus::CPU>>(t);");                              \
+#define LOCUS_HOST_ACCESS_(N)                                                   \
+  template <class Context>                                                      \
+  struct host_access_denied<Device<GPU, N>, Context> {                          \
+    static_assert(dependent_false<Context>,                                     \
+                  "locus: a tensor on Device<GPU, " #N                          \
+                  "> has no host access (element access, "                      \
+                  "data(), iterators, stream output); copy it first: auto h = " \
+                  "locus::to<locus::Device<locus::CPU>>(t);");                  \
   };
 LOCUS_HOST_ACCESS_(0)
 LOCUS_HOST_ACCESS_(1)
@@ -125,18 +126,20 @@ struct cross_device_conversion {
 template <class D, class Context>
 struct cross_device_conversion<D, D, Context> {};
 
-#define LOCUS_CONVERSION_(D, S, DS, SS, DQ)                                               \
-  template <class Context>                                                                \
-  struct cross_device_conversion<D, S, Context> {                                         \
-    static_assert(dependent_false<Context>,                                               \
-                  "locus: a tensor on " SS " cannot become a tensor on " DS                 \
-                  " implicitly; copy it explicitly: locus::to<" DQ ">(x)");                \
+#define LOCUS_CONVERSION_(D, S, DS, SS, DQ)                                 \
+  template <class Context>                                                  \
+  struct cross_device_conversion<D, S, Context> {                           \
+    static_assert(dependent_false<Context>,                                 \
+                  "locus: a tensor on " SS " cannot become a tensor on " DS \
+                  " implicitly; copy it explicitly: locus::to<" DQ ">(x)"); \
   };
-#define LOCUS_CONVERSION_CPU_GPU_(N)                                                            \
-  LOCUS_CONVERSION_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N), LOCUS_QCPU_) \
-  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_, LOCUS_QGPU_(N))
-#define LOCUS_CONVERSION_GPU_(A, B)                                                             \
-  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A),        \
+#define LOCUS_CONVERSION_CPU_GPU_(N)                                                    \
+  LOCUS_CONVERSION_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N), \
+                    LOCUS_QCPU_)                                                        \
+  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_, \
+                    LOCUS_QGPU_(N))
+#define LOCUS_CONVERSION_GPU_(A, B)                                                        \
+  LOCUS_CONVERSION_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), \
                     LOCUS_GPU_(B), LOCUS_QGPU_(A))
 LOCUS_CONVERSION_CPU_GPU_(0)
 LOCUS_CONVERSION_CPU_GPU_(1)
@@ -149,43 +152,56 @@ LOCUS_CONVERSION_GPU_(2, 0)
 LOCUS_CONVERSION_GPU_(1, 2)
 LOCUS_CONVERSION_GPU_(2, 1)
 
-// ---- models: a model bound to one device never becomes a model of another --------------
-
-template <class Dst, class Src, class Context = void>
-struct model_device_mismatch {
-  static_assert(dependent_false<Dst, Src, Context>,
-                "locus: a model bound to one device cannot be used as a model of another (devices "
-                "named in the 'required from' note); copy it explicitly with locus::to<Dev>(model)");
-};
-template <class D, class Context>
-struct model_device_mismatch<D, D, Context> {};
-
-#define LOCUS_MODEL_CONVERSION_(D, S, DS, SS, DQ)                                          \
-  template <class Context>                                                                \
-  struct model_device_mismatch<D, S, Context> {                                           \
-    static_assert(dependent_false<Context>,                                               \
-                  "locus: a model bound to " SS " cannot be used as a model on " DS       \
-                  "; copy it explicitly: locus::to<" DQ ">(model)");                      \
+// ---- objects bound to one device (models, optimizers) never become another's ------------
+//
+// LOCUS_BOUND_OBJECT_MISMATCH_(NAME, WHAT, FIX) defines NAME<Dst, Src>: empty for equal
+// devices, a sentence naming both devices and FIX (with the destination device spelled
+// in) for every pair a program can realistically name.
+#define LOCUS_BOUND_PAIR_(NAME, WHAT, FIX, D, S, DS, SS, DQ)                     \
+  template <class Context>                                                       \
+  struct NAME<D, S, Context> {                                                   \
+    static_assert(dependent_false<Context>,                                      \
+                  "locus: " WHAT " bound to " SS " cannot be used as one on " DS \
+                  "; copy it explicitly: locus::to<" DQ ">(" FIX ")");           \
   };
-#define LOCUS_MODEL_CPU_GPU_(N)                                                                        \
-  LOCUS_MODEL_CONVERSION_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N), LOCUS_QCPU_) \
-  LOCUS_MODEL_CONVERSION_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_, LOCUS_QGPU_(N))
-#define LOCUS_MODEL_GPU_(A, B)                                                                   \
-  LOCUS_MODEL_CONVERSION_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), \
-                          LOCUS_GPU_(B), LOCUS_QGPU_(A))
-LOCUS_MODEL_CPU_GPU_(0)
-LOCUS_MODEL_CPU_GPU_(1)
-LOCUS_MODEL_CPU_GPU_(2)
-LOCUS_MODEL_CPU_GPU_(3)
-LOCUS_MODEL_GPU_(0, 1)
-LOCUS_MODEL_GPU_(1, 0)
-LOCUS_MODEL_GPU_(0, 2)
-LOCUS_MODEL_GPU_(2, 0)
-LOCUS_MODEL_GPU_(1, 2)
-LOCUS_MODEL_GPU_(2, 1)
-#undef LOCUS_MODEL_GPU_
-#undef LOCUS_MODEL_CPU_GPU_
-#undef LOCUS_MODEL_CONVERSION_
+#define LOCUS_BOUND_CPU_GPU_(NAME, WHAT, FIX, N)                                             \
+  LOCUS_BOUND_PAIR_(NAME, WHAT, FIX, Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_,    \
+                    LOCUS_GPU_(N), LOCUS_QCPU_)                                              \
+  LOCUS_BOUND_PAIR_(NAME, WHAT, FIX, Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), \
+                    LOCUS_CPU_, LOCUS_QGPU_(N))
+#define LOCUS_BOUND_GPU_(NAME, WHAT, FIX, A, B)                                              \
+  LOCUS_BOUND_PAIR_(NAME, WHAT, FIX, Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, \
+                    LOCUS_GPU_(A), LOCUS_GPU_(B), LOCUS_QGPU_(A))
+#define LOCUS_BOUND_OBJECT_MISMATCH_(NAME, WHAT, FIX)                                           \
+  template <class Dst, class Src, class Context = void>                                         \
+  struct NAME {                                                                                 \
+    static_assert(                                                                              \
+        dependent_false<Dst, Src, Context>,                                                     \
+        "locus: " WHAT                                                                          \
+        " bound to one device cannot be used as one of another (devices "                       \
+        "named in the 'required from' note); copy it explicitly with locus::to<Dev>(" FIX ")"); \
+  };                                                                                            \
+  template <class D, class Context>                                                             \
+  struct NAME<D, D, Context> {};                                                                \
+  LOCUS_BOUND_CPU_GPU_(NAME, WHAT, FIX, 0)                                                      \
+  LOCUS_BOUND_CPU_GPU_(NAME, WHAT, FIX, 1)                                                      \
+  LOCUS_BOUND_CPU_GPU_(NAME, WHAT, FIX, 2)                                                      \
+  LOCUS_BOUND_CPU_GPU_(NAME, WHAT, FIX, 3)                                                      \
+  LOCUS_BOUND_GPU_(NAME, WHAT, FIX, 0, 1)                                                       \
+  LOCUS_BOUND_GPU_(NAME, WHAT, FIX, 1, 0)                                                       \
+  LOCUS_BOUND_GPU_(NAME, WHAT, FIX, 0, 2)                                                       \
+  LOCUS_BOUND_GPU_(NAME, WHAT, FIX, 2, 0)                                                       \
+  LOCUS_BOUND_GPU_(NAME, WHAT, FIX, 1, 2)                                                       \
+  LOCUS_BOUND_GPU_(NAME, WHAT, FIX, 2, 1)
+
+LOCUS_BOUND_OBJECT_MISMATCH_(model_device_mismatch, "a model", "model")
+LOCUS_BOUND_OBJECT_MISMATCH_(optimizer_device_mismatch, "an optimizer",
+                             "model, {.optimizer = true}")
+
+#undef LOCUS_BOUND_OBJECT_MISMATCH_
+#undef LOCUS_BOUND_GPU_
+#undef LOCUS_BOUND_CPU_GPU_
+#undef LOCUS_BOUND_PAIR_
 #undef LOCUS_CONVERSION_GPU_
 #undef LOCUS_CONVERSION_CPU_GPU_
 #undef LOCUS_CONVERSION_

@@ -6,7 +6,8 @@
 // record), then backward(), which adds the gradient contributions of every call of a
 // shared layer and of every consumer of a tensor. Tensors nobody needs any more are freed
 // at once, and a tensor whose last reader is the current call is handed to it (Arg::take),
-// so reshapes and inference-time identities copy nothing.
+// so reshapes and inference-time identities copy nothing. The backward pass tells each
+// call about the plan's gradient fusions (Backward::output_grad_applied, apply_to_dx).
 #pragma once
 
 #include <memory>
@@ -27,9 +28,9 @@ namespace locus::nn {
 template <AnyDevice Dev, class T>
 struct LayerWeights {
   std::vector<const Tensor<T, Dev>*> all;  ///< in the layer's weights() order
-  std::vector<Tensor<T, Dev>*> state;      ///< the non-trainable ones (a training call updates them)
-  std::vector<std::size_t> params;         ///< model parameter index of each trainable weight
-  std::uint64_t seed = 0;                  ///< the layer's random seed
+  std::vector<Tensor<T, Dev>*> state;  ///< the non-trainable ones (a training call updates them)
+  std::vector<std::size_t> params;     ///< model parameter index of each trainable weight
+  std::uint64_t seed = 0;              ///< the layer's random seed
 };
 
 /// Everything a training forward pass leaves for the backward pass.
@@ -47,7 +48,8 @@ class Executor {
  public:
   using tensor = Tensor<T, Dev>;
 
-  Executor(std::shared_ptr<const Plan> plan, std::vector<std::unique_ptr<const LayerKernel<Dev, T>>> kernels)
+  Executor(std::shared_ptr<const Plan> plan,
+           std::vector<std::unique_ptr<const LayerKernel<Dev, T>>> kernels)
       : plan_(std::move(plan)), kernels_(std::move(kernels)) {}
 
   const Plan& plan() const { return *plan_; }
@@ -102,7 +104,8 @@ class Executor {
 
   /// A training forward pass. Returns the outputs (owned by the tape).
   std::vector<const tensor*> forward(Tape<Dev, T>& tape, std::span<const tensor* const> inputs,
-                                     std::span<const LayerWeights<Dev, T>> w, std::uint64_t step) const {
+                                     std::span<const LayerWeights<Dev, T>> w,
+                                     std::uint64_t step) const {
     const Plan& p = *plan_;
     tape.values.assign(p.shapes.size(), std::nullopt);
     tape.inputs.assign(inputs.begin(), inputs.end());
@@ -126,13 +129,16 @@ class Executor {
       const LayerWeights<Dev, T>& lw = w[call.layer];
       // Each call draws its own random stream: the layer's seed, the step and, for a
       // layer called several times, which call this is.
-      tape.seeds[c] = lw.seed * 0x9E3779B97F4A7C15ull + step + 0xBF58476D1CE4E5B9ull * call_number[call.layer]++;
+      tape.seeds[c] = lw.seed * 0x9E3779B97F4A7C15ull + step +
+                      0xBF58476D1CE4E5B9ull * call_number[call.layer]++;
       Forward<Dev, T> f;
       f.in = args;
       f.w = lw.all;
       f.saved = &tape.saved[c];
       f.state = lw.state;
       f.seed = tape.seeds[c];
+      f.apply_to_dx = p.apply_to_dx[c];
+      f.apply_to_dx_input = p.apply_to_dx_input[c];
       std::vector<tensor> out = kernels_[call.layer]->forward(f);
       check_outputs(call, out);
       for (auto v : call.in) {
@@ -159,7 +165,8 @@ class Executor {
                 std::vector<tensor>* input_grads) const {
     const Plan& p = *plan_;
     std::vector<std::optional<tensor>> dval(p.shapes.size());
-    for (std::size_t i = 0; i < p.outputs.size(); ++i) accumulate(dval[p.outputs[i]], std::move(dy[i]));
+    for (std::size_t i = 0; i < p.outputs.size(); ++i)
+      accumulate(dval[p.outputs[i]], std::move(dy[i]));
     std::vector<bool> touched(grads.size(), false);
     for (std::size_t c = p.calls.size(); c-- > 0;) {
       const PlanCall& call = p.calls[c];
@@ -197,7 +204,10 @@ class Executor {
                          tape.saved[c],
                          std::span<const bool>(need_flags.get(), need.size()),
                          dw,
-                         tape.seeds[c]};
+                         tape.seeds[c],
+                         p.output_grad_applied[c],
+                         p.apply_to_dx[c],
+                         p.apply_to_dx_input[c]};
       std::vector<tensor> dx = kernels_[call.layer]->backward(b);
       for (std::size_t j = 0; j < lw.params.size(); ++j) {
         const std::size_t pi = lw.params[j];

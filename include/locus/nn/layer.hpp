@@ -48,17 +48,23 @@ struct Initializer {
   Config config() const {
     switch (k) {
       case kind::zeros:
-        return Config::make({{"module", "keras.initializers"}, {"class_name", "Zeros"}, {"config", Config::object{}}});
+        return Config::make({{"module", "keras.initializers"},
+                             {"class_name", "Zeros"},
+                             {"config", Config::object{}}});
       case kind::ones:
-        return Config::make({{"module", "keras.initializers"}, {"class_name", "Ones"}, {"config", Config::object{}}});
+        return Config::make({{"module", "keras.initializers"},
+                             {"class_name", "Ones"},
+                             {"config", Config::object{}}});
       case kind::glorot_uniform:
         return Config::make({{"module", "keras.initializers"},
                              {"class_name", "GlorotUniform"},
                              {"config", Config::make({{"seed", nullptr}})}});
       case kind::random_uniform:
-        return Config::make({{"module", "keras.initializers"},
-                             {"class_name", "RandomUniform"},
-                             {"config", Config::make({{"minval", minval}, {"maxval", maxval}, {"seed", nullptr}})}});
+        return Config::make(
+            {{"module", "keras.initializers"},
+             {"class_name", "RandomUniform"},
+             {"config",
+              Config::make({{"minval", minval}, {"maxval", maxval}, {"seed", nullptr}})}});
     }
     return {};
   }
@@ -98,6 +104,13 @@ struct BackwardNeeds {
   bool outputs = true;
 };
 
+/// An activation derivative that a plan may move out of the backward pass of the layer
+/// whose output the activation produces, into the backward pass of the one layer that
+/// reads that output (gradient fusion, decided in plan.hpp): a max pooling after a relu
+/// layer then returns dL/dz directly (relu'(z) at the argmax is [pool output != 0]), and
+/// the big tensor between them is neither kept nor passed over once more.
+enum class MovedGrad { none, relu };
+
 /// The device-neutral description of a layer.
 class Layer {
  public:
@@ -116,6 +129,17 @@ class Layer {
   /// The weights a call on inputs of these shapes needs (none by default).
   virtual std::vector<WeightSpec> weights(const std::vector<Shape>& /*inputs*/) const { return {}; }
   virtual BackwardNeeds backward_needs() const { return {}; }
+
+  /// Gradient fusion, producer side: the derivative this layer's backward pass can leave
+  /// to the consumer of its output (its activation's), or none. When a plan moves it, the
+  /// backward pass gets Backward::output_grad_applied, finds dL/d(pre-activation) in dy[0]
+  /// and must read no output (out[0] is then null unless backward_needs keeps it anyway).
+  virtual MovedGrad movable_output_grad() const { return MovedGrad::none; }
+  /// Gradient fusion, consumer side: whether the layer can apply `g` to the gradient of its
+  /// input `i`. A training call is told so in both passes (Forward::apply_to_dx,
+  /// Backward::apply_to_dx), so that the forward pass can keep in its Saved record what
+  /// the backward pass will need for it.
+  virtual bool can_apply_input_grad(MovedGrad /*g*/, std::size_t /*input*/) const { return false; }
   /// A copy of this description (the snapshot a model keeps).
   virtual std::shared_ptr<const Layer> clone() const = 0;
 
@@ -132,6 +156,10 @@ class Layer {
   Layer(const Layer&) = default;
   Layer& operator=(const Layer&) = default;
 
+  /// Gives this object an identity of its own (a snapshot must not share its original's:
+  /// the original's slot holds the snapshot, and a shared slot would make a cycle).
+  void detach() { slot_ = std::make_shared<detail::LayerSlot>(); }
+
   std::string name_;
 
  private:
@@ -147,7 +175,9 @@ class LayerSpec : public Layer {
   /// y = layer(x) on a symbolic tensor (functional API).
   SymbolicTensor operator()(const SymbolicTensor& x) const { return call({x}).front(); }
   /// y = layer({a, b}) for layers of several inputs (Add, Concatenate, ...).
-  SymbolicTensor operator()(const std::vector<SymbolicTensor>& xs) const { return call(xs).front(); }
+  SymbolicTensor operator()(const std::vector<SymbolicTensor>& xs) const {
+    return call(xs).front();
+  }
 
   /// Gives the layer a name (Keras's name= argument); names are unique within a model.
   Derived& named(std::string n) & {
@@ -161,7 +191,9 @@ class LayerSpec : public Layer {
 
   std::string class_name() const override { return Derived::keras_class; }
   std::shared_ptr<const Layer> clone() const override {
-    return std::make_shared<Derived>(static_cast<const Derived&>(*this));
+    auto copy = std::make_shared<Derived>(static_cast<const Derived&>(*this));
+    copy->detach();
+    return copy;
   }
 };
 
@@ -209,6 +241,10 @@ struct Forward {
   Saved<Dev, T>* saved = nullptr;
   std::span<tensor* const> state{};
   std::uint64_t seed = 0;
+  /// Training only, gradient fusion (plan.hpp): the backward pass of this call will apply
+  /// this derivative to the gradient of input apply_to_dx_input (Backward::apply_to_dx).
+  MovedGrad apply_to_dx = MovedGrad::none;
+  std::size_t apply_to_dx_input = 0;
 
   bool training() const { return saved != nullptr; }
   const tensor& x(std::size_t i = 0) const { return in[i].get(); }
@@ -231,6 +267,13 @@ struct Backward {
   /// dL/d(trainable weight j) of this call, to be set by the layer (trainable order).
   std::span<tensor> dw;
   std::uint64_t seed = 0;
+  /// Gradient fusion (plan.hpp): dy[0] already has this layer's movable_output_grad()
+  /// applied by the consumer of the output; skip it (out[0] may be null).
+  bool output_grad_applied = false;
+  /// Gradient fusion: the input (index apply_to_dx_input) was produced by an activation
+  /// whose derivative this call applies to its dx (its forward pass was told as well).
+  MovedGrad apply_to_dx = MovedGrad::none;
+  std::size_t apply_to_dx_input = 0;
 };
 
 /// The device-typed face of a layer that a bound model calls. Implemented once, for
@@ -269,14 +312,16 @@ inline std::vector<SymbolicTensor> Layer::call(const std::vector<SymbolicTensor>
   // reuse the snapshot, so the model sees one layer with one set of weights.
   if (!slot_->snapshot) slot_->snapshot = clone();
   const Layer& layer = *slot_->snapshot;
-  const std::string who = "locus::" + layer.class_name() + (name_.empty() ? "" : " '" + name_ + "'");
+  const std::string who =
+      "locus::" + layer.class_name() + (name_.empty() ? "" : " '" + name_ + "'");
   if (inputs.size() < layer.min_inputs() || inputs.size() > layer.max_inputs()) {
     const bool one = layer.min_inputs() == layer.max_inputs();
-    throw argument_error(who + ": called on " + std::to_string(inputs.size()) + " inputs, takes " +
-                         (one ? std::to_string(layer.min_inputs())
-                              : std::to_string(layer.min_inputs()) + " to " +
-                                    (layer.max_inputs() == SIZE_MAX ? std::string("any number")
-                                                                    : std::to_string(layer.max_inputs()))));
+    throw argument_error(
+        who + ": called on " + std::to_string(inputs.size()) + " inputs, takes " +
+        (one ? std::to_string(layer.min_inputs())
+             : std::to_string(layer.min_inputs()) + " to " +
+                   (layer.max_inputs() == SIZE_MAX ? std::string("any number")
+                                                   : std::to_string(layer.max_inputs()))));
   }
   std::vector<Shape> shapes;
   for (const auto& x : inputs) {
@@ -294,7 +339,8 @@ inline std::vector<SymbolicTensor> Layer::call(const std::vector<SymbolicTensor>
       for (const auto& sh : shapes) s += (s.empty() ? "" : ", ") + to_string(sh);
       std::string f;
       for (const auto& sh : slot_->input_shapes) f += (f.empty() ? "" : ", ") + to_string(sh);
-      throw shape_error(who + ": a layer called again shares its weights, so it needs inputs like " +
+      throw shape_error(who +
+                        ": a layer called again shares its weights, so it needs inputs like " +
                         "its first call's (" + f + "), got " + s);
     }
   } else {

@@ -15,6 +15,7 @@
 #include "../ops/compare.hpp"
 #include "../ops/reduce.hpp"
 #include "../tensor.hpp"
+#include "../transfer.hpp"
 #include "losses.hpp"
 
 namespace locus {
@@ -34,8 +35,10 @@ class Metric {
 
   constexpr Metric(kind k, const char* name, int top_k = 5) : kind_(k), name_(name), k_(top_k) {}
   /// A loss used as a metric: Keras's metrics=[keras.metrics.MeanSquaredError()].
-  constexpr Metric(MeanSquaredError) : Metric(kind::mean_squared_error, "mean_squared_error") {}  // NOLINT
-  constexpr Metric(MeanAbsoluteError) : Metric(kind::mean_absolute_error, "mean_absolute_error") {}  // NOLINT
+  constexpr Metric(MeanSquaredError)
+      : Metric(kind::mean_squared_error, "mean_squared_error") {}  // NOLINT
+  constexpr Metric(MeanAbsoluteError)
+      : Metric(kind::mean_absolute_error, "mean_absolute_error") {}  // NOLINT
 
   static const Metric accuracy;
   static const Metric sparse_categorical_accuracy;
@@ -60,11 +63,13 @@ class Metric {
   std::string name() const { return name_; }
   /// Whether it takes integer class labels (otherwise targets shaped like the output).
   constexpr bool sparse() const {
-    return kind_ == kind::sparse_categorical_accuracy || kind_ == kind::sparse_top_k_categorical_accuracy;
+    return kind_ == kind::sparse_categorical_accuracy ||
+           kind_ == kind::sparse_top_k_categorical_accuracy;
   }
 
   friend constexpr bool operator==(const Metric& a, const Metric& b) {
-    return a.kind_ == b.kind_ && a.k_ == b.k_ && std::string_view(a.name_) == std::string_view(b.name_);
+    return a.kind_ == b.kind_ && a.k_ == b.k_ &&
+           std::string_view(a.name_) == std::string_view(b.name_);
   }
 
  private:
@@ -74,14 +79,17 @@ class Metric {
 };
 
 inline constexpr Metric Metric::accuracy{Metric::kind::accuracy, "accuracy"};
-inline constexpr Metric Metric::sparse_categorical_accuracy{Metric::kind::sparse_categorical_accuracy,
-                                                            "sparse_categorical_accuracy"};
-inline constexpr Metric Metric::categorical_accuracy{Metric::kind::categorical_accuracy, "categorical_accuracy"};
+inline constexpr Metric Metric::sparse_categorical_accuracy{
+    Metric::kind::sparse_categorical_accuracy, "sparse_categorical_accuracy"};
+inline constexpr Metric Metric::categorical_accuracy{Metric::kind::categorical_accuracy,
+                                                     "categorical_accuracy"};
 inline constexpr Metric Metric::binary_accuracy{Metric::kind::binary_accuracy, "binary_accuracy"};
 inline constexpr Metric Metric::mae{Metric::kind::mean_absolute_error, "mae"};
 inline constexpr Metric Metric::mse{Metric::kind::mean_squared_error, "mse"};
-inline constexpr Metric Metric::mean_absolute_error{Metric::kind::mean_absolute_error, "mean_absolute_error"};
-inline constexpr Metric Metric::mean_squared_error{Metric::kind::mean_squared_error, "mean_squared_error"};
+inline constexpr Metric Metric::mean_absolute_error{Metric::kind::mean_absolute_error,
+                                                    "mean_absolute_error"};
+inline constexpr Metric Metric::mean_squared_error{Metric::kind::mean_squared_error,
+                                                   "mean_squared_error"};
 
 /// "accuracy" as the loss makes it: sparse, categorical or binary accuracy (the logged
 /// name stays "accuracy").
@@ -98,7 +106,9 @@ Metric resolve_metric(Metric m) {
 }
 
 /// The name Keras logs the metric under.
-inline std::string metric_name(const Metric& m) { return m.name(); }
+inline std::string metric_name(const Metric& m) {
+  return m.name();
+}
 
 /// The History/evaluate keys of compiled metrics, in order. A name given more than once is
 /// made distinct as Keras 3 does (CompileMetrics.result(): the second "accuracy" is
@@ -122,11 +132,13 @@ void require_metric_labels(const Metric& m, const std::string& where) {
   const bool integer = std::is_same_v<L, std::int32_t>;
   if (m.type() == Metric::kind::accuracy) return;
   if (m.sparse() && !integer) {
-    throw argument_error(where + ": metric " + m.name() + " needs integer class labels (Tensor<std::int32_t, Dev>)");
+    throw argument_error(where + ": metric " + m.name() +
+                         " needs integer class labels (Tensor<std::int32_t, Dev>)");
   }
   if (!m.sparse() && integer) {
-    throw argument_error(where + ": metric " + m.name() +
-                         " needs targets shaped like the output, got int32 class labels; use the sparse_ form");
+    throw argument_error(
+        where + ": metric " + m.name() +
+        " needs targets shaped like the output, got int32 class labels; use the sparse_ form");
   }
 }
 
@@ -138,17 +150,21 @@ Tensor<T, Dev> metric_sum(const Metric& m, const Tensor<T, Dev>& out, const Tens
   const std::size_t n = out.rank() ? out.shape()[0] : 1;
   const T width = static_cast<T>(n ? out.size() / n : 1);
   if constexpr (std::is_same_v<L, std::int32_t>) {
-    const Tensor<std::int32_t, Dev> labels = y.rank() == 2 && y.shape()[1] == 1 ? y.reshape(Shape{y.shape()[0]}) : y;
-    if (m.type() == K::sparse_categorical_accuracy) return sum(cast<T>(equal(argmax(out, -1), labels)));
+    const Tensor<std::int32_t, Dev> labels =
+        y.rank() == 2 && y.shape()[1] == 1 ? y.reshape(Shape{y.shape()[0]}) : y;
+    if (m.type() == K::sparse_categorical_accuracy)
+      return sum(cast<T>(equal(argmax(out, -1), labels)));
     if (m.type() == K::sparse_top_k_categorical_accuracy) {
-      const Tensor<T, Dev> target = sum(out * one_hot<T>(labels, out.shape()[out.rank() - 1]), -1, true);
+      const Tensor<T, Dev> target =
+          sum(out * one_hot<T>(labels, out.shape()[out.rank() - 1]), -1, true);
       return sum(cast<T>(less(sum(greater(out, target), -1), static_cast<T>(m.k()))));
     }
-    throw argument_error("locus: metric " + m.name() + " needs targets shaped like the output, not class labels");
+    throw argument_error("locus: metric " + m.name() +
+                         " needs targets shaped like the output, not class labels");
   } else {
     if (!(out.shape() == y.shape())) {
-      throw shape_error("locus: metric " + m.name() + ": targets " + to_string(y.shape()) + " differ from output " +
-                        to_string(out.shape()));
+      throw shape_error("locus: metric " + m.name() + ": targets " + to_string(y.shape()) +
+                        " differ from output " + to_string(out.shape()));
     }
     switch (m.type()) {
       case K::categorical_accuracy:
@@ -180,4 +196,43 @@ Tensor<T, Dev> metric_sum(const Metric& m, const Tensor<T, Dev>& out, const Tens
 }
 
 }  // namespace nn
+
+/// A metric with its own running state on a device, as a Keras metric object is
+/// (update_state, result, reset_state): the sum of the per-sample values seen and their
+/// count. fit and evaluate keep one per compiled metric; a custom training loop can use
+/// them directly. Nothing is read back until result().
+template <AnyDevice Dev, class T = float>
+class MetricState {
+ public:
+  /// `m` as given to compile ("accuracy" already resolved for the loss; see resolve_metric).
+  explicit MetricState(Metric m) : metric_(m), sum_(Tensor<T, Dev>::zeros({})) {}
+
+  const Metric& metric() const { return metric_; }
+  std::string name() const { return metric_.name(); }
+
+  /// Adds a batch: the model's output and the labels or targets.
+  template <class L>
+  void update_state(const Tensor<T, Dev>& out, const Tensor<L, Dev>& y) {
+    sum_ += nn::metric_sum(metric_, out, y);
+    count_ += out.rank() ? out.shape()[0] : 1;
+  }
+  /// The running sum, on the device (for reading several metrics in one transfer).
+  const Tensor<T, Dev>& sum() const { return sum_; }
+  std::size_t count() const { return count_; }
+  /// The mean so far (one counted read of one value on a device).
+  double result() const {
+    const double s = static_cast<double>(to<Device<CPU>>(sum_).item());
+    return count_ ? s / static_cast<double>(count_) : 0.0;
+  }
+  void reset_state() {
+    sum_ = Tensor<T, Dev>::zeros({});
+    count_ = 0;
+  }
+
+ private:
+  Metric metric_;
+  Tensor<T, Dev> sum_;
+  std::size_t count_ = 0;
+};
+
 }  // namespace locus

@@ -70,19 +70,25 @@ class Model {
   explicit Model(const Functional& description, std::uint64_t seed = 0) { bind(description, seed); }
   Model(const nn::SymbolicTensor& input, const nn::SymbolicTensor& output, std::uint64_t seed = 0)
       : Model(Functional(input, output), seed) {}
-  Model(const std::vector<nn::SymbolicTensor>& inputs, const std::vector<nn::SymbolicTensor>& outputs,
-        std::uint64_t seed = 0)
+  Model(const std::vector<nn::SymbolicTensor>& inputs,
+        const std::vector<nn::SymbolicTensor>& outputs, std::uint64_t seed = 0)
       : Model(Functional(inputs, outputs), seed) {}
+  /// Binds `description` to Dev without initialising any weight: every weight is empty
+  /// until assigned (a loader fills each one straight from its file, so no value is ever
+  /// drawn, and nothing is made on another device).
+  Model(const Functional& description, uninitialized_t) {
+    bind(description, 0, /*initialise=*/false);
+  }
 
   /// A model bound to another device is not this model: copy it explicitly.
   template <AnyDevice D2, class T2>
-    requires(!std::is_same_v<D2, Dev> || !std::is_same_v<T2, T>)
-  Model(const Model<D2, T2>&) {  // NOLINT
+  requires(!std::is_same_v<D2, Dev> || !std::is_same_v<T2, T>)
+      Model(const Model<D2, T2>&) {  // NOLINT
     reject_model<D2, T2>();
   }
   template <AnyDevice D2, class T2>
-    requires(!std::is_same_v<D2, Dev> || !std::is_same_v<T2, T>)
-  Model& operator=(const Model<D2, T2>&) {
+  requires(!std::is_same_v<D2, Dev> || !std::is_same_v<T2, T>) Model& operator=(
+      const Model<D2, T2>&) {
     reject_model<D2, T2>();
     return *this;
   }
@@ -129,8 +135,10 @@ class Model {
     require_built("summary");
     std::ostringstream os;
     const std::string rule(75, '_'), dbl(75, '=');
-    os << "Model: \"" << description_->model_name() << "\" on " << device_name<Dev>() << "\n" << rule << "\n";
-    os << std::left << std::setw(34) << " Layer (type)" << std::setw(28) << "Output Shape" << "Param #\n"
+    os << "Model: \"" << description_->model_name() << "\" on " << device_name<Dev>() << "\n"
+       << rule << "\n";
+    os << std::left << std::setw(34) << " Layer (type)" << std::setw(28) << "Output Shape"
+       << "Param #\n"
        << dbl << "\n";
     std::size_t trainable = 0, frozen = 0;
     for (const auto& ml : layers_) {
@@ -148,11 +156,12 @@ class Model {
         shape += ")";
         break;
       }
-      os << std::setw(34) << (" " + ml.name + " (" + ml.class_name() + ")") << std::setw(28) << shape << group(n)
-         << "\n";
+      os << std::setw(34) << (" " + ml.name + " (" + ml.class_name() + ")") << std::setw(28)
+         << shape << group(n) << "\n";
     }
-    os << dbl << "\nTotal params: " << group(trainable + frozen) << "\nTrainable params: " << group(trainable)
-       << "\nNon-trainable params: " << group(frozen) << "\n"
+    os << dbl << "\nTotal params: " << group(trainable + frozen)
+       << "\nTrainable params: " << group(trainable) << "\nNon-trainable params: " << group(frozen)
+       << "\n"
        << rule << "\n";
     return os.str();
   }
@@ -179,7 +188,8 @@ class Model {
   /// trainable ones and then the others, as Keras's model.weights.
   std::vector<std::pair<std::string, tensor*>> weights() {
     std::vector<std::pair<std::string, tensor*>> w;
-    for (const auto& r : weight_refs_) w.emplace_back(r.name, r.trainable ? &params_[r.index].value : &state_[r.index].second);
+    for (const auto& r : weight_refs_)
+      w.emplace_back(r.name, r.trainable ? &params_[r.index].value : &state_[r.index].second);
     return w;
   }
   std::vector<std::pair<std::string, const tensor*>> weights() const {
@@ -187,6 +197,29 @@ class Model {
     for (const auto& r : weight_refs_)
       w.emplace_back(r.name, r.trainable ? &params_[r.index].value : &state_[r.index].second);
     return w;
+  }
+
+  /// What each weight must be, in weights() order (for loaders: the name, the shape a
+  /// value must have, whether it is trained, and the layer it belongs to).
+  struct WeightInfo {
+    std::string name;    ///< "dense/kernel"
+    std::string layer;   ///< "dense" ("inner/dense" in a nested model)
+    std::string weight;  ///< "kernel"
+    Shape shape;
+    bool trainable;
+  };
+  std::vector<WeightInfo> weight_info() const {
+    require_built("weight_info");
+    std::vector<WeightInfo> out;
+    for (const auto& pl : plan().layers)
+      for (const auto& w : pl.weights)
+        out.push_back({pl.path + "/" + w.name, pl.path, w.name, w.shape, w.trainable});
+    return out;
+  }
+  /// The layers of the plan (nested models expanded), with their descriptions.
+  const std::vector<nn::PlanLayer>& plan_layers() const {
+    require_built("plan_layers");
+    return plan().layers;
   }
 
   // ---- inference ------------------------------------------------------------------------------
@@ -210,6 +243,13 @@ class Model {
     for (const auto& x : xs) in.push_back(&x);
     check_inputs(in, "locus::Model");
     return exec_->infer(in, layer_weights_);
+  }
+  /// Inputs of another device do not compile: copy them with locus::to<Dev>.
+  template <AnyDevice DX>
+  requires(!std::is_same_v<DX, Dev>) std::vector<tensor>
+  operator()(const std::vector<Tensor<T, DX>>&) const {
+    (void)sizeof(locus::detail::require_same_device<Dev, DX>);
+    return {};
   }
   /// A call in training mode when `training` is true (dropout active, batch statistics,
   /// which also updates batch normalisation's moving statistics, as Keras does).
@@ -246,6 +286,13 @@ class Model {
     for (const auto& x : xs) in.push_back(&x);
     return predict_all(in, batch_size);
   }
+  template <AnyDevice DX>
+  requires(!std::is_same_v<DX, Dev>) std::vector<tensor> predict(const std::vector<Tensor<T, DX>>&,
+                                                                 std::size_t = 32)
+  const {
+    (void)sizeof(locus::detail::require_same_device<Dev, DX>);
+    return {};
+  }
 
   // ---- training -------------------------------------------------------------------------------
 
@@ -261,8 +308,9 @@ class Model {
   /// them at its next synchronisation point, check_labels() or the next fit() or
   /// evaluate(), because raising here would cost a round trip per step.
   template <class TX, class DX, class L, class DY, class Loss>
-    requires is_loss_v<Loss>
-  LossAndGradients<Dev, T> value_and_gradient(const Tensor<TX, DX>& x, const Tensor<L, DY>& y, const Loss& loss) {
+  requires is_loss_v<Loss> LossAndGradients<Dev, T> value_and_gradient(const Tensor<TX, DX>& x,
+                                                                       const Tensor<L, DY>& y,
+                                                                       const Loss& loss) {
     check_input<TX, DX>();
     (void)sizeof(locus::detail::require_same_device<Dev, DY>);
     if constexpr (std::is_same_v<DX, Dev> && std::is_same_v<DY, Dev> && std::is_same_v<TX, T>) {
@@ -277,14 +325,16 @@ class Model {
     }
   }
   template <class TX, class DX, class L, class DY>
-  LossAndGradients<Dev, T> value_and_gradient(const Tensor<TX, DX>& x, const Tensor<L, DY>& y, const LossConfig& loss) {
+  LossAndGradients<Dev, T> value_and_gradient(const Tensor<TX, DX>& x, const Tensor<L, DY>& y,
+                                              const LossConfig& loss) {
     check_input<TX, DX>();
     (void)sizeof(locus::detail::require_same_device<Dev, DY>);
     if constexpr (std::is_same_v<DX, Dev> && std::is_same_v<DY, Dev> && std::is_same_v<TX, T>) {
       nn::require_label_element<L, T>();
       if constexpr (nn::is_label_element<L, T>) {
-        return nn::with_loss<L, T, LossAndGradients<Dev, T>>(loss, "locus::Model::value_and_gradient",
-                                                             [&](const auto& l) { return gradients_of(x, y, l); });
+        return nn::with_loss<L, T, LossAndGradients<Dev, T>>(
+            loss, "locus::Model::value_and_gradient",
+            [&](const auto& l) { return gradients_of(x, y, l); });
       } else {
         return {};
       }
@@ -300,13 +350,15 @@ class Model {
     std::vector<tensor> outputs, input_grads, param_grads;
   };
   /// Without `input_grads` no input gradient is computed (as in a training step).
-  VJP vjp(const std::vector<tensor>& xs, std::vector<tensor> output_grads, bool input_grads = true) {
+  VJP vjp(const std::vector<tensor>& xs, std::vector<tensor> output_grads,
+          bool input_grads = true) {
     std::vector<const tensor*> in;
     for (const auto& x : xs) in.push_back(&x);
     check_inputs(in, "locus::Model::vjp");
     if (output_grads.size() != plan().outputs.size()) {
       throw argument_error("locus::Model::vjp: " + std::to_string(output_grads.size()) +
-                           " output gradients for a model with " + std::to_string(plan().outputs.size()) + " outputs");
+                           " output gradients for a model with " +
+                           std::to_string(plan().outputs.size()) + " outputs");
     }
     nn::Tape<Dev, T> tape;
     const auto outs = exec_->forward(tape, in, layer_weights_, step_++);
@@ -314,13 +366,21 @@ class Model {
     for (std::size_t i = 0; i < outs.size(); ++i) {
       if (!(output_grads[i].shape() == outs[i]->shape())) {
         throw shape_error("locus::Model::vjp: output " + std::to_string(i) + " has shape " +
-                          to_string(outs[i]->shape()) + ", its gradient " + to_string(output_grads[i].shape()));
+                          to_string(outs[i]->shape()) + ", its gradient " +
+                          to_string(output_grads[i].shape()));
       }
       r.outputs.push_back(*outs[i]);
     }
     backward(tape, std::move(output_grads), input_grads ? &r.input_grads : nullptr);
     for (auto& p : params_) r.param_grads.push_back(std::move(p.grad));
     return r;
+  }
+
+  template <AnyDevice DX>
+  requires(!std::is_same_v<DX, Dev>) VJP
+      vjp(const std::vector<Tensor<T, DX>>&, const std::vector<Tensor<T, DX>>&, bool = true) {
+    (void)sizeof(locus::detail::require_same_device<Dev, DX>);
+    return {};
   }
 
   /// The counter that advances the random streams of training calls (dropout masks):
@@ -344,8 +404,9 @@ class Model {
   /// Sets the optimizer, loss and metrics used by fit() and evaluate(). With a loss type,
   /// the returned trainer's fit and evaluate check the labels' type at compile time.
   template <class Loss>
-    requires(is_loss_v<Loss> || std::is_same_v<Loss, LossConfig>)
-  nn::CompiledModel<Model, Loss> compile(OptimizerConfig optimizer, const Loss& loss, std::vector<Metric> metrics = {}) {
+  requires(is_loss_v<Loss> || std::is_same_v<Loss, LossConfig>)
+      nn::CompiledModel<Model, Loss> compile(OptimizerConfig optimizer, const Loss& loss,
+                                             std::vector<Metric> metrics = {}) {
     trainer_.emplace(optimizer, LossConfig(loss), std::move(metrics));
     return nn::CompiledModel<Model, Loss>(*this);
   }
@@ -366,7 +427,8 @@ class Model {
   /// first step, so a failing fit leaves the model as it was. On a device the range check
   /// is one 24-byte read per call, not per step.
   template <class TX, class DX, class L, class DY>
-  History fit(const Tensor<TX, DX>& x, const Tensor<L, DY>& y, const FitOptions<Dev, T, L>& o = {}) {
+  History fit(const Tensor<TX, DX>& x, const Tensor<L, DY>& y,
+              const FitOptions<Dev, T, L>& o = {}) {
     check_input<TX, DX>();
     (void)sizeof(locus::detail::require_same_device<Dev, DY>);
     if constexpr (std::is_same_v<DX, Dev> && std::is_same_v<DY, Dev> && std::is_same_v<TX, T>) {
@@ -488,8 +550,9 @@ class Model {
   template <class TX, class DX>
   static void check_input() {
     (void)sizeof(locus::detail::require_same_device<Dev, DX>);
-    static_assert(std::is_same_v<TX, T> || !std::is_same_v<DX, Dev>,
-                  "locus::Model: inputs must have the model's element type; convert with locus::cast<T>(x)");
+    static_assert(
+        std::is_same_v<TX, T> || !std::is_same_v<DX, Dev>,
+        "locus::Model: inputs must have the model's element type; convert with locus::cast<T>(x)");
   }
 
   template <AnyDevice D2, class T2>
@@ -497,9 +560,10 @@ class Model {
     if constexpr (!std::is_same_v<D2, Dev>) {
       (void)sizeof(locus::detail::model_device_mismatch<Dev, D2>);
     } else {
-      static_assert(std::is_same_v<T2, T>,
-                    "locus::Model: the models compute in different element types; a model's element "
-                    "type is fixed when it is bound");
+      static_assert(
+          std::is_same_v<T2, T>,
+          "locus::Model: the models compute in different element types; a model's element "
+          "type is fixed when it is bound");
     }
   }
 
@@ -508,7 +572,8 @@ class Model {
     if (plan().inputs.size() != 1 || plan().outputs.size() != 1) {
       throw argument_error(std::string("locus::Model::") + what + ": the model has " +
                            std::to_string(plan().inputs.size()) + " inputs and " +
-                           std::to_string(plan().outputs.size()) + " outputs; pass a std::vector of inputs");
+                           std::to_string(plan().outputs.size()) +
+                           " outputs; pass a std::vector of inputs");
     }
   }
 
@@ -527,9 +592,10 @@ class Model {
           (i && s[0] != in[0]->shape()[0])) {
         std::string expect = "[N";
         for (auto d : want) expect += ", " + std::to_string(d);
-        throw shape_error(where + ": input " + (in.size() > 1 ? std::to_string(i) + " " : "") + "of shape " +
-                          to_string(s) + " does not match the model's input " + expect + "]" +
-                          (i && s.rank() && s[0] != in[0]->shape()[0] ? " (inputs differ in batch size)" : ""));
+        throw shape_error(
+            where + ": input " + (in.size() > 1 ? std::to_string(i) + " " : "") + "of shape " +
+            to_string(s) + " does not match the model's input " + expect + "]" +
+            (i && s.rank() && s[0] != in[0]->shape()[0] ? " (inputs differ in batch size)" : ""));
       }
     }
   }
@@ -588,8 +654,8 @@ class Model {
   /// (fit's metrics). Host labels are checked by the callers; device labels out of range
   /// go to `rec`.
   template <class L, class Loss, class OnOutput>
-  tensor train_batch(const tensor& x, const Tensor<L, Dev>& y, const Loss& loss, nn::LabelRecord<Dev>& rec,
-                     OnOutput&& on_output) {
+  tensor train_batch(const tensor& x, const Tensor<L, Dev>& y, const Loss& loss,
+                     nn::LabelRecord<Dev>& rec, OnOutput&& on_output) {
     const tensor* in[] = {&x};
     nn::Tape<Dev, T> tape;
     const auto outs = exec_->forward(tape, in, layer_weights_, step_++);
@@ -603,7 +669,8 @@ class Model {
 
   // value_and_gradient with a loss that takes the labels.
   template <class L, class Loss>
-  LossAndGradients<Dev, T> gradients_of(const tensor& x, const Tensor<L, Dev>& y, const Loss& loss) {
+  LossAndGradients<Dev, T> gradients_of(const tensor& x, const Tensor<L, Dev>& y,
+                                        const Loss& loss) {
     require_single("value_and_gradient");
     const tensor* in[] = {&x};
     check_inputs(in, "locus::Model::value_and_gradient");
@@ -614,28 +681,33 @@ class Model {
         nn::check_labels(y.data(), y.size(), c, "locus::Model::value_and_gradient");
       }
     }
-    LossAndGradients<Dev, T> r{train_batch(x, y, loss, custom_loop_labels_, [](const tensor&) {}), {}};
+    LossAndGradients<Dev, T> r{train_batch(x, y, loss, custom_loop_labels_, [](const tensor&) {}),
+                               {}};
     for (auto& p : params_) r.grads.push_back(std::move(p.grad));
     return r;
   }
 
   nn::Trainer<Dev, T>& trainer(const char* what) {
-    if (!trainer_) throw argument_error(std::string("locus::Model::") + what + ": call compile() first");
+    if (!trainer_)
+      throw argument_error(std::string("locus::Model::") + what + ": call compile() first");
     return *trainer_;
   }
 
   template <AnyDevice D2>
   void copy_into(Model<D2, T>& m, ModelCopyOptions o) const {
     m.bind(*description_, seed_, /*initialise=*/false);
-    for (std::size_t i = 0; i < params_.size(); ++i) m.params_[i].value = locus::to<D2>(params_[i].value);
-    for (std::size_t i = 0; i < state_.size(); ++i) m.state_[i].second = locus::to<D2>(state_[i].second);
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      m.params_[i].value = locus::to<D2>(params_[i].value);
+    for (std::size_t i = 0; i < state_.size(); ++i)
+      m.state_[i].second = locus::to<D2>(state_[i].second);
     m.step_ = step_;
     if (o.optimizer && trainer_) m.trainer_.emplace(trainer_->template copy_to<D2>());
   }
 
   static std::string group(std::size_t n) {
     std::string s = std::to_string(n);
-    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
+    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3)
+      s.insert(static_cast<std::size_t>(i), ",");
     return s;
   }
 

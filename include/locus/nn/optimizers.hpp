@@ -3,6 +3,7 @@
 // (momentum, moments) are allocated there, next to the parameters, on first use.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -48,6 +49,17 @@ class Optimizer {
  public:
   using tensor = Tensor<T, Dev>;
   Optimizer(OptimizerConfig cfg = Adam{}) : cfg_(cfg) { validate(); }  // NOLINT
+  /// An optimizer's slots live on its device: one of another device is not this one.
+  template <AnyDevice D2, class T2>
+  requires(!std::is_same_v<D2, Dev> || !std::is_same_v<T2, T>)
+      Optimizer(const Optimizer<D2, T2>&) {  // NOLINT
+    if constexpr (!std::is_same_v<D2, Dev>) {
+      (void)sizeof(locus::detail::optimizer_device_mismatch<Dev, D2>);
+    } else {
+      static_assert(std::is_same_v<T2, T>,
+                    "locus::Optimizer: the optimizers update different element types");
+    }
+  }
 
   const OptimizerConfig& config() const { return cfg_; }
   std::uint64_t iterations() const { return iterations_; }
@@ -62,6 +74,46 @@ class Optimizer {
     return out;
   }
   std::size_t slotted_parameters() const { return slots_.size(); }
+
+  /// Which of the three slots (momentum or first moment, second moment, centred mean)
+  /// this configuration uses; slot_tensors() and restore() list the used ones in this order.
+  std::array<bool, 3> used_slots() const {
+    return std::visit(
+        [](const auto& c) -> std::array<bool, 3> {
+          using C = std::remove_cvref_t<decltype(c)>;
+          if constexpr (std::is_same_v<C, SGD>) {
+            return {c.momentum != 0.0, false, false};
+          } else if constexpr (std::is_same_v<C, Adam>) {
+            return {true, true, false};
+          } else {
+            return {c.momentum > 0.0, true, c.centered};
+          }
+        },
+        cfg_);
+  }
+  /// Puts back a saved state: the iteration count and, per parameter, its used slots in
+  /// used_slots() order (none for a parameter never stepped). Shapes are checked by the
+  /// next apply().
+  void restore(std::uint64_t iterations, std::vector<std::vector<tensor>> slot_values) {
+    const std::array<bool, 3> used = used_slots();
+    const auto count = static_cast<std::size_t>(used[0]) + used[1] + used[2];
+    std::vector<slots> restored(slot_values.size());
+    for (std::size_t i = 0; i < slot_values.size(); ++i) {
+      auto& v = slot_values[i];
+      if (v.empty()) continue;
+      if (v.size() != count) {
+        throw argument_error("locus::Optimizer::restore: parameter " + std::to_string(i) + " has " +
+                             std::to_string(v.size()) + " slots, this optimizer keeps " +
+                             std::to_string(count));
+      }
+      tensor* members[3] = {&restored[i].a, &restored[i].b, &restored[i].c};
+      std::size_t k = 0;
+      for (std::size_t j = 0; j < 3; ++j)
+        if (used[j]) *members[j] = std::move(v[k++]);
+    }
+    slots_ = std::move(restored);
+    iterations_ = iterations;
+  }
 
   /// A copy of this optimizer (configuration, iteration count and every slot) on device
   /// D2: each slot crosses with a counted locus::to<D2>.
@@ -79,7 +131,8 @@ class Optimizer {
   }
 
   /// Applies gradients to parameters, pairwise (grads[i] belongs to params[i]).
-  void apply(const std::vector<nn::Parameter<Dev, T>*>& params, const std::vector<const tensor*>& grads) {
+  void apply(const std::vector<nn::Parameter<Dev, T>*>& params,
+             const std::vector<const tensor*>& grads) {
     if (params.size() != grads.size()) {
       throw argument_error("locus::Optimizer: " + std::to_string(grads.size()) + " gradients for " +
                            std::to_string(params.size()) + " parameters");
@@ -135,7 +188,8 @@ class Optimizer {
   void validate() const {
     std::visit(
         [](const auto& c) {
-          if (!(c.learning_rate > 0)) throw argument_error("locus::Optimizer: learning_rate must be > 0");
+          if (!(c.learning_rate > 0))
+            throw argument_error("locus::Optimizer: learning_rate must be > 0");
         },
         cfg_);
   }

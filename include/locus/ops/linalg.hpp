@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 
 #include "../detail/contract.hpp"
 #include "../error.hpp"
@@ -19,21 +20,49 @@ struct matmul_options {
 
 namespace detail {
 
-/// C = op(A) op(B) for contiguous row-major storage: A is stored as `batch_a` matrices of
-/// ar x ac, B as `batch_b` matrices of br x bc (a batch count of 1 shares the operand).
-/// Shapes of the tensors are not consulted, so a [KH, KW, C, F] convolution kernel can
-/// enter as the [KH*KW*C, F] matrix it is in memory.
+/// C = act(alpha op(A) op(B) + beta C + bias) for contiguous row-major storage: A is
+/// stored as `batch_a` matrices of ar x ac, B as `batch_b` matrices of br x bc (a batch
+/// count of 1 shares the operand). Shapes of the tensors are not consulted, so a
+/// [KH, KW, C, F] convolution kernel can enter as the [KH*KW*C, F] matrix it is in memory.
+/// The epilogue (bias: n values, one per column of C, or null; act) is applied as the
+/// GEMM writes C (gemm_args); it takes floating-point types only. b_colsum (one product
+/// only) receives the n column sums of op(B): a layer's bias gradient beside X^T dZ.
 template <class T, class D>
 void gemm_into(const Tensor<T, D>& a, std::size_t batch_a, std::size_t ar, std::size_t ac,
                const Tensor<T, D>& b, std::size_t batch_b, std::size_t br, std::size_t bc,
-               matmul_options o, Tensor<T, D>& c, T alpha = T(1), T beta = T(0)) {
+               matmul_options o, Tensor<T, D>& c, T alpha = T(1), T beta = T(0),
+               const std::type_identity_t<Tensor<T, D>>* bias = nullptr,
+               gemm_activation act = gemm_activation::linear,
+               std::type_identity_t<Tensor<T, D>>* b_colsum = nullptr) {
   using B = backend_t<D>;
   const std::size_t m = o.transpose_a ? ac : ar, k = o.transpose_a ? ar : ac;
   const std::size_t n = o.transpose_b ? br : bc;
+  const bool epilogue = bias != nullptr || act != gemm_activation::linear;
+  if (epilogue && !std::is_floating_point_v<T>) {
+    throw argument_error(
+        "locus: a GEMM epilogue (bias, activation) needs a floating-point element type");
+  }
+  if (bias && bias->size() != n) {
+    throw shape_error("locus: a GEMM bias needs " + std::to_string(n) +
+                      " values (one per column), got shape " + to_string(bias->shape()));
+  }
   // A batch count of 0 on either side means no products (not one shared product).
   const std::size_t batch = batch_a && batch_b ? std::max(batch_a, batch_b) : 0;
-  if (batch * m * n == 0) return;
-  if (k == 0) {
+  if (b_colsum) {
+    if (b_colsum->size() != n) {
+      throw shape_error("locus: the column sums of a GEMM's B need " + std::to_string(n) +
+                        " values, got shape " + to_string(b_colsum->shape()));
+    }
+    if (batch != 1)
+      throw argument_error("locus: the column sums of a GEMM's B are for one product only");
+    if (k == 0) {  // sums of nothing
+      if (n) B::fill(b_colsum->storage(), T(0));
+      b_colsum = nullptr;
+    }
+  }
+  // Without C (m == 0) the backends still sum the columns of B.
+  if (batch * m * n == 0 && !(b_colsum && n)) return;
+  if (k == 0 && !epilogue) {
     if (beta == T(0)) B::fill(c.storage(), T(0));
     return;
   }
@@ -55,6 +84,15 @@ void gemm_into(const Tensor<T, D>& a, std::size_t batch_a, std::size_t ar, std::
   g.c = &c.storage();
   g.ldc = n;
   g.stride_c = m * n;
+  if (k == 0) {
+    // Nothing is read from A and B (possibly empty buffers): C stands in for both.
+    g.a = g.b = &c.storage();
+    g.lda = g.ldb = 1;
+    g.stride_a = g.stride_b = 0;
+  }
+  g.bias = bias ? &bias->storage() : nullptr;
+  g.act = act;
+  g.b_colsum = b_colsum ? &b_colsum->storage() : nullptr;
   B::gemm(g);
 }
 
@@ -81,7 +119,8 @@ Tensor<T, DA> matmul(const Tensor<T, DA>& a, const Tensor<TB, DB>& b, matmul_opt
     const std::size_t br = b.shape()[rb - 2], bc = b.shape()[rb - 1];
     const std::size_t m = o.transpose_a ? ac : ar, k = o.transpose_a ? ar : ac;
     const std::size_t kb = o.transpose_b ? bc : br, n = o.transpose_b ? br : bc;
-    if (k != kb) throw bad("inner dimensions differ, " + std::to_string(k) + " vs " + std::to_string(kb));
+    if (k != kb)
+      throw bad("inner dimensions differ, " + std::to_string(k) + " vs " + std::to_string(kb));
     const std::size_t ba = ra == 3 ? a.shape()[0] : 1, bb = rb == 3 ? b.shape()[0] : 1;
     if (ra == 3 && rb == 3 && ba != bb) {
       throw bad("batch sizes differ, " + std::to_string(ba) + " vs " + std::to_string(bb));
@@ -99,8 +138,8 @@ Tensor<T, DA> matmul(const Tensor<T, DA>& a, const Tensor<TB, DB>& b, matmul_opt
 
 /// matmul of expressions: evaluates them first.
 template <Operand A, Operand B>
-  requires(!is_tensor_v<A> || !is_tensor_v<B>)
-auto matmul(const A& a, const B& b, matmul_options o = {}) {
+requires(!is_tensor_v<A> || !is_tensor_v<B>) auto matmul(const A& a, const B& b,
+                                                         matmul_options o = {}) {
   return matmul(eval(a), eval(b), o);
 }
 

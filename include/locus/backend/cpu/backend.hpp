@@ -10,6 +10,7 @@
 #include "../../detail/philox.hpp"
 #include "../../device.hpp"
 #include "../backend.hpp"
+#include "../concepts.hpp"
 #include "buffer.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
@@ -26,8 +27,8 @@ struct backend_for<Device<CPU>> {
   template <class T>
   static void fill(buffer<T>& dst, T value) {
     T* p = dst.data();
-    backend::cpu::parallel_for(dst.size(), 1 << 16,
-                               [&](std::size_t b, std::size_t e) { std::fill(p + b, p + e, value); });
+    backend::cpu::parallel_for(
+        dst.size(), 1 << 16, [&](std::size_t b, std::size_t e) { std::fill(p + b, p + e, value); });
   }
 
   template <class T>
@@ -65,27 +66,31 @@ struct backend_for<Device<CPU>> {
 
   template <class T>
   static void gemm(const gemm_args<buffer<T>, T>& g) {
-    backend::cpu::gemm_batched<T>(g.batch, g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha,
-                                  g.a->data() + g.a_offset, g.lda, g.stride_a,
-                                  g.b->data() + g.b_offset, g.ldb, g.stride_b, g.beta,
-                                  g.c->data() + g.c_offset, g.ldc, g.stride_c);
+    backend::cpu::gemm_batched<T>(
+        g.batch, g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, g.a->data() + g.a_offset, g.lda,
+        g.stride_a, g.b->data() + g.b_offset, g.ldb, g.stride_b, g.beta, g.c->data() + g.c_offset,
+        g.ldc, g.stride_c, {g.bias ? g.bias->data() + g.bias_offset : nullptr, g.act},
+        g.b_colsum ? g.b_colsum->data() + g.b_colsum_offset : nullptr);
   }
 
   template <class T>
-  static void transpose2d(const buffer<T>& src, std::size_t rows, std::size_t cols, buffer<T>& dst) {
+  static void transpose2d(const buffer<T>& src, std::size_t rows, std::size_t cols,
+                          buffer<T>& dst) {
     // 32x32 tiles keep both the read and the write side within a few cache lines.
     constexpr std::size_t tile = 32;
     const T* s = src.data();
     T* d = dst.data();
     const std::size_t row_tiles = (rows + tile - 1) / tile;
-    backend::cpu::parallel_for(row_tiles, std::max<std::size_t>(1, 4096 / std::max<std::size_t>(cols, 1)),
+    backend::cpu::parallel_for(row_tiles,
+                               std::max<std::size_t>(1, 4096 / std::max<std::size_t>(cols, 1)),
                                [&](std::size_t t0, std::size_t t1) {
                                  for (std::size_t rt = t0; rt < t1; ++rt) {
                                    const std::size_t r0 = rt * tile, r1 = std::min(rows, r0 + tile);
                                    for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
                                      const std::size_t c1 = std::min(cols, c0 + tile);
                                      for (std::size_t r = r0; r < r1; ++r)
-                                       for (std::size_t c = c0; c < c1; ++c) d[c * rows + r] = s[r * cols + c];
+                                       for (std::size_t c = c0; c < c1; ++c)
+                                         d[c * rows + r] = s[r * cols + c];
                                    }
                                  }
                                });
@@ -106,5 +111,10 @@ struct backend_for<Device<CPU>> {
     });
   }
 };
+
+// The seam, checked where the backend is defined (backend/concepts.hpp).
+static_assert(
+    TensorBackend<backend_for<Device<CPU>>, Device<CPU>>,
+    "backend_for<Device<CPU>> must provide what TensorBackend (backend/concepts.hpp) requires");
 
 }  // namespace locus

@@ -55,20 +55,39 @@ V from_mask(const C& mask) {
   }
 }
 
+// xsimd 8.1's double erfc loses accuracy beyond x = 2.2 (1e4 ulps there, 1e7 in the far
+// tail), so double batches take the host's libm lane by lane; float keeps xsimd's kernel
+// (a few ulps where erfc is a normal float).
+template <class V>
+V erfc_of(const V& x) {
+  if constexpr (is_batch_v<V>) {
+    if constexpr (std::is_same_v<typename V::value_type, double>) {
+      std::array<double, V::size> lanes;
+      x.store_unaligned(lanes.data());
+      for (double& v : lanes) v = std::erfc(v);
+      return V::load_unaligned(lanes.data());
+    } else {
+      return xsimd::erfc(x);
+    }
+  } else {
+    return xsimd::erfc(x);
+  }
+}
+
 }  // namespace detail
 
 /// The host implementation of each op tag, for scalars and xsimd batches alike.
 template <class Op>
 struct cpu_op;
 
-#define LOCUS_CPU_OP_(TAG, ...)                \
-  template <>                                  \
-  struct cpu_op<op::TAG> {                     \
-    template <class V>                         \
-    static V apply(const V& a, const V& b) {   \
-      (void)b;                                 \
-      return __VA_ARGS__;                      \
-    }                                          \
+#define LOCUS_CPU_OP_(TAG, ...)              \
+  template <>                                \
+  struct cpu_op<op::TAG> {                   \
+    template <class V>                       \
+    static V apply(const V& a, const V& b) { \
+      (void)b;                               \
+      return __VA_ARGS__;                    \
+    }                                        \
   };
 LOCUS_CPU_OP_(add, a + b)
 LOCUS_CPU_OP_(sub, a - b)
@@ -84,13 +103,13 @@ LOCUS_CPU_OP_(less_equal, detail::from_mask<V>(a <= b))
 LOCUS_CPU_OP_(equal, detail::from_mask<V>(a == b))
 #undef LOCUS_CPU_OP_
 
-#define LOCUS_CPU_UNARY_(TAG, ...)   \
-  template <>                        \
-  struct cpu_op<op::TAG> {           \
-    template <class V>               \
-    static V apply(const V& x) {     \
-      return __VA_ARGS__;            \
-    }                                \
+#define LOCUS_CPU_UNARY_(TAG, ...) \
+  template <>                      \
+  struct cpu_op<op::TAG> {         \
+    template <class V>             \
+    static V apply(const V& x) {   \
+      return __VA_ARGS__;          \
+    }                              \
   };
 LOCUS_CPU_UNARY_(negate, -x)
 LOCUS_CPU_UNARY_(exp, xsimd::exp(x))
@@ -101,6 +120,10 @@ LOCUS_CPU_UNARY_(relu, detail::vmax(x, V(0)))
 LOCUS_CPU_UNARY_(sigmoid, V(1) / (V(1) + xsimd::exp(-x)))
 LOCUS_CPU_UNARY_(abs, xsimd::abs(x))
 LOCUS_CPU_UNARY_(square, x* x)
+LOCUS_CPU_UNARY_(erf, xsimd::erf(x))
+LOCUS_CPU_UNARY_(erfc, detail::erfc_of(x))
+LOCUS_CPU_UNARY_(expm1, xsimd::expm1(x))
+LOCUS_CPU_UNARY_(log1p, xsimd::log1p(x))
 #undef LOCUS_CPU_UNARY_
 
 template <class To>
@@ -146,12 +169,13 @@ struct simd_ok<Expr<Op, Args...>> {
   // lane count.
   static constexpr bool integer_mask =
       std::is_integral_v<T> &&
-      (std::is_same_v<Op, op::div> || std::is_same_v<Op, op::greater> || std::is_same_v<Op, op::less> ||
-       std::is_same_v<Op, op::greater_equal> || std::is_same_v<Op, op::less_equal> ||
-       std::is_same_v<Op, op::equal> || std::is_same_v<Op, op::where>);
-  static constexpr bool value =
-      !integer_mask &&
-      ((sizeof(typename Args::value_type) == sizeof(T)) && ...) && (simd_ok<Args>::value && ...);
+      (std::is_same_v<Op, op::div> || std::is_same_v<Op, op::greater> ||
+       std::is_same_v<Op, op::less> || std::is_same_v<Op, op::greater_equal> ||
+       std::is_same_v<Op, op::less_equal> || std::is_same_v<Op, op::equal> ||
+       std::is_same_v<Op, op::where>);
+  static constexpr bool value = !integer_mask &&
+                                ((sizeof(typename Args::value_type) == sizeof(T)) && ...) &&
+                                (simd_ok<Args>::value && ...);
 };
 
 // ---- loading leaves and applying nodes --------------------------------------------------
@@ -181,10 +205,10 @@ auto load(const E& e, const leaf_cursor* cur, std::size_t j) {
   } else if constexpr (is_expr_v<E>) {
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       using Op = typename E::op_type;
-      return cpu_op<Op>::apply(
-          load<Simd, AllContiguous, L + args_of<E>::template leaf_offset<I>>(e.template arg<I>(),
-                                                                               cur, j)...);
-    }(std::make_index_sequence<std::tuple_size_v<typename E::args_type>>{});
+      return cpu_op<Op>::apply(load<Simd, AllContiguous, L + args_of<E>::template leaf_offset<I>>(
+          e.template arg<I>(), cur, j)...);
+    }
+    (std::make_index_sequence<std::tuple_size_v<typename E::args_type>>{});
   } else {
     const T* p = static_cast<const T*>(cur[L].ptr);
     if constexpr (Simd) {

@@ -29,6 +29,7 @@
 
 #include "../../device.hpp"
 #include "../../error.hpp"
+#include "../concepts.hpp"
 #include "../nn_backend.hpp"
 #include "backend.hpp"
 #include "simd.hpp"
@@ -37,69 +38,6 @@
 namespace locus {
 
 namespace detail::nn {
-
-// Argument checks shared by every backend: the kernels index buffers with the geometry,
-// so a geometry that does not match the buffers must be refused before any launch.
-inline void require(bool ok, const char* fn, const std::string& what) {
-  if (!ok) throw argument_error(std::string("locus::nn_backend::") + fn + ": " + what);
-}
-
-inline std::size_t conv_cols_size(const conv_geometry& g) {
-  return g.n * g.oh * g.ow * g.kh * g.kw * g.c;
-}
-
-inline void check_conv(const conv_geometry& g, std::size_t x_size, std::size_t cols_size,
-                       const char* fn) {
-  require(g.kh > 0 && g.kw > 0, fn, "the kernel window must be at least 1x1");
-  require(g.sh > 0 && g.sw > 0, fn, "strides must be at least 1");
-  require(x_size >= g.n * g.h * g.w * g.c, fn,
-          "the image buffer holds " + std::to_string(x_size) + " elements, the geometry needs " +
-              std::to_string(g.n * g.h * g.w * g.c));
-  require(cols_size >= conv_cols_size(g), fn,
-          "the column buffer holds " + std::to_string(cols_size) +
-              " elements, the geometry needs " + std::to_string(conv_cols_size(g)));
-}
-
-inline void check_pool(const pool_geometry& g, std::size_t x_size, std::size_t y_size,
-                       const std::size_t* argmax_size, const char* fn) {
-  require(g.ph > 0 && g.pw > 0, fn, "the pooling window must be at least 1x1");
-  require(g.sh > 0 && g.sw > 0, fn, "strides must be at least 1");
-  const std::size_t nx = g.n * g.h * g.w * g.c, ny = g.n * g.oh * g.ow * g.c;
-  require(x_size >= nx, fn,
-          "the input buffer holds " + std::to_string(x_size) + " elements, the geometry needs " +
-              std::to_string(nx));
-  require(y_size >= ny, fn,
-          "the output buffer holds " + std::to_string(y_size) + " elements, the geometry needs " +
-              std::to_string(ny));
-  if (argmax_size) {
-    require(*argmax_size >= ny, fn,
-            "the argmax buffer holds " + std::to_string(*argmax_size) +
-                " elements, the geometry needs " + std::to_string(ny));
-    // argmax holds flat indices into x as int32.
-    require(nx <= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()), fn,
-            "max pooling with argmax needs an input of at most 2^31-1 elements");
-  }
-}
-
-// The check shared by every backend's gather_rows and one_hot: `count` rows are read
-// through a `source` buffer of one entry per row and written as rows of `row_len`.
-inline void check_rows(const char* fn, const char* source, std::size_t source_size,
-                       std::size_t dst_size, std::size_t count, std::size_t row_len) {
-  require(source_size >= count, fn,
-          std::string("the ") + source + " buffer holds " + std::to_string(source_size) +
-              " elements, " + std::to_string(count) + " rows were requested");
-  require(dst_size >= count * row_len, fn,
-          "the destination holds " + std::to_string(dst_size) + " elements, " +
-              std::to_string(count * row_len) + " are needed");
-}
-
-// The status buffer of a checked one_hot holds two int32 (smallest negative label, largest
-// label >= classes).
-inline void check_label_status(const char* fn, std::size_t status_size) {
-  require(
-      status_size >= 2, fn,
-      "the label status buffer holds " + std::to_string(status_size) + " elements, 2 are needed");
-}
 
 // First and one-past-last output index whose window [o*s - pad, o*s - pad + k) lies
 // entirely inside [0, in): the interior, where no bounds checks are needed.
@@ -513,6 +451,153 @@ void pool_backward_rows(const T* dy, const std::int32_t* am, const pool_geometry
 
 }  // namespace detail::nn
 
+// ---- depthwise convolution and row scatter (DepthwiseConv2D, SeparableConv2D, Embedding) --
+//
+// The same rule as above, each output element produced by one task:
+//  * depthwise forward   one task per output image row (n, oh); an output pixel's C*M
+//                        channels accumulate the in-bounds window positions in (kh, kw)
+//                        order, on xsimd batches across the channels (the contiguous axis).
+//  * depthwise dx        a gather over input rows (n, h), like col2im: a dx pixel adds the
+//                        (kh, kw) positions whose output exists, in (kh, kw) order.
+//  * depthwise dkernel   one task per block of kernel elements (kh, kw, a block of whole
+//                        channels): it sums over every output pixel in (n, oh, ow) order.
+//  * scatter_add_rows    one task per block of destination rows: it scans the whole index
+//                        list and adds the rows that fall in its block, in increasing r.
+namespace detail::nn {
+
+// d[j] += a[j] * b[j] for j < n, on xsimd batches.
+template <class T>
+inline void mul_add_vec(T* d, const T* a, const T* b, std::size_t n) {
+  using B = backend::cpu::simd<T>;
+  std::size_t j = 0;
+  for (; j + B::size <= n; j += B::size) {
+    (B::load_unaligned(d + j) + B::load_unaligned(a + j) * B::load_unaligned(b + j))
+        .store_unaligned(d + j);
+  }
+  for (; j < n; ++j) d[j] += a[j] * b[j];
+}
+
+// d[j] += a * b[j] for j < n, on xsimd batches.
+template <class T>
+inline void scaled_add_vec(T* d, T a, const T* b, std::size_t n) {
+  using B = backend::cpu::simd<T>;
+  const B av(a);
+  std::size_t j = 0;
+  for (; j + B::size <= n; j += B::size) {
+    (B::load_unaligned(d + j) + av * B::load_unaligned(b + j)).store_unaligned(d + j);
+  }
+  for (; j < n; ++j) d[j] += a * b[j];
+}
+
+// out[c*M + m] += xp[c] * kp[c*M + m] for c < C, m < M: one input pixel's contribution
+// to an output pixel through one kernel position.
+template <class T>
+inline void depthwise_pixel(T* out, const T* xp, const T* kp, std::size_t C, std::size_t M) {
+  if (M == 1) {
+    mul_add_vec(out, xp, kp, C);
+    return;
+  }
+  for (std::size_t c = 0; c < C; ++c) scaled_add_vec(out + c * M, xp[c], kp + c * M, M);
+}
+
+template <class T>
+void depthwise_forward_rows(const T* x, const T* k, const conv_geometry& g, std::size_t M, T* y,
+                            std::size_t r0, std::size_t r1) {
+  const std::size_t C = g.c, CM = C * M;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::size_t n = r / g.oh, oh = r % g.oh;
+    const span hs = window_span(oh, g.sh, g.pad_top, g.kh, g.h);
+    for (std::size_t ow = 0; ow < g.ow; ++ow) {
+      T* out = y + (r * g.ow + ow) * CM;
+      std::fill_n(out, CM, T(0));
+      const span ws = window_span(ow, g.sw, g.pad_left, g.kw, g.w);
+      for (std::size_t ih = hs.begin; ih < hs.end; ++ih) {
+        const std::size_t kh = ih + g.pad_top - oh * g.sh;
+        for (std::size_t iw = ws.begin; iw < ws.end; ++iw) {
+          const std::size_t kw = iw + g.pad_left - ow * g.sw;
+          depthwise_pixel(out, x + ((n * g.h + ih) * g.w + iw) * C, k + (kh * g.kw + kw) * CM, C,
+                          M);
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void depthwise_backward_input_rows(const T* dy, const T* k, const conv_geometry& g, std::size_t M,
+                                   T* dx, std::size_t r0, std::size_t r1) {
+  const std::size_t C = g.c, CM = C * M;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::size_t n = r / g.h, ph = r % g.h + g.pad_top;
+    for (std::size_t w = 0; w < g.w; ++w) {
+      T* d = dx + (r * g.w + w) * C;
+      std::fill_n(d, C, T(0));
+      const std::size_t pw = w + g.pad_left;
+      // kh only up to ph: larger ones would need a negative output row.
+      for (std::size_t kh = 0; kh < g.kh && kh <= ph; ++kh) {
+        if ((ph - kh) % g.sh) continue;
+        const std::size_t oh = (ph - kh) / g.sh;
+        if (oh >= g.oh) continue;
+        for (std::size_t kw = 0; kw < g.kw && kw <= pw; ++kw) {
+          if ((pw - kw) % g.sw) continue;
+          const std::size_t ow = (pw - kw) / g.sw;
+          if (ow >= g.ow) continue;
+          const T* dyp = dy + ((n * g.oh + oh) * g.ow + ow) * CM;
+          const T* kp = k + (kh * g.kw + kw) * CM;
+          if (M == 1) {
+            mul_add_vec(d, dyp, kp, C);
+          } else {
+            for (std::size_t c = 0; c < C; ++c) {
+              T s = 0;
+              for (std::size_t m = 0; m < M; ++m) s += dyp[c * M + m] * kp[c * M + m];
+              d[c] += s;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Kernel elements per dkernel task: whole channels (a multiple of M), about 256 elements.
+inline std::size_t depthwise_block(std::size_t M) {
+  return M * std::max<std::size_t>(1, 256 / M);
+}
+
+// Tasks [t0, t1) of the kernel gradient; task t is kernel position t / blocks and the
+// channel block t % blocks of it.
+template <class T>
+void depthwise_backward_kernel_tasks(const T* x, const T* dy, const conv_geometry& g, std::size_t M,
+                                     T* dk, std::size_t t0, std::size_t t1) {
+  const std::size_t C = g.c, CM = C * M, blk = depthwise_block(M);
+  const std::size_t blocks = (CM + blk - 1) / blk;
+  for (std::size_t t = t0; t < t1; ++t) {
+    const std::size_t pos = t / blocks, j0 = (t % blocks) * blk, j1 = std::min(CM, j0 + blk);
+    const std::size_t kh = pos / g.kw, kw = pos % g.kw;
+    T* out = dk + pos * CM + j0;
+    std::fill(out, out + (j1 - j0), T(0));
+    const span_of_outputs ows = outputs_reading(kw, g);
+    for (std::size_t r = 0; r < g.n * g.oh; ++r) {
+      const std::size_t n = r / g.oh, oh = r % g.oh;
+      const std::size_t ph = oh * g.sh + kh;  // the input row in padded coordinates
+      if (ph < g.pad_top || ph - g.pad_top >= g.h) continue;
+      const std::size_t ih = ph - g.pad_top;
+      for (std::size_t ow = ows.begin; ow < ows.end; ++ow) {
+        const T* xp = x + ((n * g.h + ih) * g.w + (ow * g.sw + kw - g.pad_left)) * C;
+        const T* dyp = dy + (r * g.ow + ow) * CM + j0;
+        if (M == 1) {
+          mul_add_vec(out, xp + j0, dyp, j1 - j0);
+        } else {
+          for (std::size_t c = j0 / M; c < j1 / M; ++c)
+            scaled_add_vec(out + (c * M - j0), xp[c], dyp + (c * M - j0), M);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace detail::nn
+
 template <>
 struct nn_backend_for<Device<CPU>> {
   template <class T>
@@ -682,6 +767,122 @@ struct nn_backend_for<Device<CPU>> {
     // A serial pass over the labels: O(count) next to the O(count * classes) fill.
     record_label_range(labels.data(), count, classes, status.data()[0], status.data()[1]);
   }
+
+  // ---- strided block copy (Concatenate, ZeroPadding2D and their gradients) ---------------
+
+  /// dst[to.at(i, j, k)] = src[from.at(i, j, k)] over a [d0, d1, d2] block (interface:
+  /// nn_backend.hpp). One task per run of d2 elements: a memcpy when both sides are
+  /// contiguous along the last axis (the layers lay their blocks out so), else a strided loop.
+  template <class T>
+  static void copy_block(const buffer<T>& src, const block_layout& from, buffer<T>& dst,
+                         const block_layout& to, const block_extent& d) {
+    const bool same = static_cast<const void*>(&src) == static_cast<const void*>(&dst);
+    if (check_copy_block(src.size(), from, dst.size(), to, d, same) == 0) return;
+    const T* s = src.data();
+    T* o = dst.data();
+    const std::size_t len = d[2];
+    const bool contiguous = len == 1 || (from.stride[2] == 1 && to.stride[2] == 1);
+    const auto rows = [&](std::size_t b, std::size_t e) {
+      for (std::size_t r = b; r < e; ++r) {
+        const std::size_t i = r / d[1], j = r % d[1];
+        const T* sr = s + from.at(i, j, 0);
+        T* dr = o + to.at(i, j, 0);
+        if (contiguous) {
+          std::memcpy(dr, sr, len * sizeof(T));
+        } else {
+          for (std::size_t k = 0; k < len; ++k) dr[k * to.stride[2]] = sr[k * from.stride[2]];
+        }
+      }
+    };
+    backend::cpu::parallel_for(d[0] * d[1], detail::nn::grain_for(len), rows);
+  }
+
+  // ---- depthwise convolution and row scatter (DepthwiseConv2D, SeparableConv2D, Embedding)
+
+  template <class T>
+  static void depthwise_conv2d_forward(const buffer<T>& x, const buffer<T>& kernel,
+                                       const conv_geometry& g, std::size_t multiplier,
+                                       buffer<T>& y) {
+    namespace nn = detail::nn;
+    check_depthwise("depthwise_conv2d_forward", g, multiplier, x.size(), kernel.size(), y.size());
+    const std::size_t rows = g.n * g.oh;
+    if (rows * g.ow * g.c == 0) return;
+    const T* px = x.data();
+    const T* pk = kernel.data();
+    T* py = y.data();
+    const std::size_t grain = nn::grain_for(g.ow * g.c * multiplier * g.kh * g.kw);
+    backend::cpu::parallel_for(rows, grain, [&](std::size_t b, std::size_t e) {
+      nn::depthwise_forward_rows(px, pk, g, multiplier, py, b, e);
+    });
+  }
+
+  template <class T>
+  static void depthwise_conv2d_backward_input(const buffer<T>& dy, const buffer<T>& kernel,
+                                              const conv_geometry& g, std::size_t multiplier,
+                                              buffer<T>& dx) {
+    namespace nn = detail::nn;
+    check_depthwise("depthwise_conv2d_backward_input", g, multiplier, dx.size(), kernel.size(),
+                    dy.size());
+    const std::size_t rows = g.n * g.h;
+    if (rows * g.w * g.c == 0) return;
+    const T* pdy = dy.data();
+    const T* pk = kernel.data();
+    T* pdx = dx.data();
+    const std::size_t grain = nn::grain_for(g.w * g.c * multiplier * g.kh * g.kw);
+    backend::cpu::parallel_for(rows, grain, [&](std::size_t b, std::size_t e) {
+      nn::depthwise_backward_input_rows(pdy, pk, g, multiplier, pdx, b, e);
+    });
+  }
+
+  template <class T>
+  static void depthwise_conv2d_backward_kernel(const buffer<T>& x, const buffer<T>& dy,
+                                               const conv_geometry& g, std::size_t multiplier,
+                                               buffer<T>& dkernel) {
+    namespace nn = detail::nn;
+    check_depthwise("depthwise_conv2d_backward_kernel", g, multiplier, x.size(), dkernel.size(),
+                    dy.size());
+    const std::size_t cm = g.c * multiplier;
+    if (g.kh * g.kw * cm == 0) return;
+    const std::size_t blk = nn::depthwise_block(multiplier);
+    const std::size_t tasks = g.kh * g.kw * ((cm + blk - 1) / blk);
+    const T* px = x.data();
+    const T* pdy = dy.data();
+    T* pdk = dkernel.data();
+    const std::size_t grain = nn::grain_for(g.n * g.oh * g.ow * std::min(cm, blk));
+    backend::cpu::parallel_for(tasks, grain, [&](std::size_t b, std::size_t e) {
+      nn::depthwise_backward_kernel_tasks(px, pdy, g, multiplier, pdk, b, e);
+    });
+  }
+
+  /// dst row v = sum of the src rows r with index[r] == v (interface: nn_backend.hpp).
+  template <class T>
+  static void scatter_add_rows(const buffer<T>& src, std::size_t row_len,
+                               const buffer<std::int32_t>& index, std::size_t count,
+                               std::size_t rows, buffer<T>& dst) {
+    namespace nn = detail::nn;
+    check_scatter_rows("scatter_add_rows", src.size(), row_len, index.size(), count, rows,
+                       dst.size());
+    if (rows * row_len == 0) return;
+    const T* s = src.data();
+    const std::int32_t* idx = index.data();
+    T* d = dst.data();
+    // parallel_for makes at most one chunk per thread, so the index list is scanned at
+    // most num_threads() times.
+    const std::size_t grain = nn::grain_for(row_len);
+    backend::cpu::parallel_for(rows, grain, [&](std::size_t b, std::size_t e) {
+      std::fill(d + b * row_len, d + e * row_len, T(0));
+      for (std::size_t r = 0; r < count; ++r) {
+        const std::int32_t i = idx[r];
+        if (i < 0 || static_cast<std::size_t>(i) < b || static_cast<std::size_t>(i) >= e) continue;
+        nn::add_vec(d + static_cast<std::size_t>(i) * row_len, s + r * row_len, row_len);
+      }
+    });
+  }
 };
+
+// The seam, checked where the backend is defined (backend/concepts.hpp).
+static_assert(
+    NnBackend<nn_backend_for<Device<CPU>>, Device<CPU>>,
+    "nn_backend_for<Device<CPU>> must provide what NnBackend (backend/concepts.hpp) requires");
 
 }  // namespace locus

@@ -20,6 +20,7 @@
 #include "../../device.hpp"
 #include "../../expr.hpp"
 #include "../backend.hpp"
+#include "../concepts.hpp"
 #include "buffer.hpp"
 #include "codegen.hpp"
 #include "kernels/fill.hpp"
@@ -228,6 +229,7 @@ struct backend_for<Device<GPU, N>> {
   template <class T>
   static void gemm(const gemm_args<buffer<T>, T>& g) {
     namespace ocl = backend::opencl;
+    if (g.b_colsum && g.n) b_column_sums(g);  // reads only B: order with the product is free
     if (g.batch == 0 || g.m == 0 || g.n == 0) return;
     auto& dc = ctx();
     if constexpr (std::is_floating_point_v<T>) {
@@ -259,6 +261,9 @@ struct backend_for<Device<GPU, N>> {
       call.c_offset = g.c_offset;
       call.ldc = g.ldc;
       call.stride_c = g.stride_c;
+      call.bias = g.bias ? g.bias->handle() : nullptr;
+      call.bias_offset = g.bias_offset;
+      call.act = g.act;
       // The kernels index with 32-bit int: refuse, before building or enqueuing anything,
       // a size they would truncate (it would read and write out of bounds on the device).
       if (const auto bad = K::find_gemm_size_violation(call, cfg)) {
@@ -270,7 +275,7 @@ struct backend_for<Device<GPU, N>> {
       std::lock_guard lk(dc.mutex);
       K::gemm_kernels ks;
       const auto names = K::gemm_kernel_names();
-      cl_kernel* slots[] = {&ks.nn, &ks.nt, &ks.nt_packed, &ks.tn, &ks.tt, &ks.tiled};
+      const auto slots = ks.slots();
       for (std::size_t i = 0; i < names.size(); ++i)
         *slots[i] = dc.programs->kernel(src, names[i]).kernel;
       unsigned count = 0;
@@ -286,6 +291,9 @@ struct backend_for<Device<GPU, N>> {
       ocl::check(err, "enqueue_gemm", src.name + " on " + dc.info.name);
       launches().fetch_add(count, std::memory_order_relaxed);
     } else {
+      // gemm_into refuses an epilogue for integers on every backend; this is the backstop.
+      if (g.has_epilogue())
+        throw argument_error("locus: the GEMM epilogue needs a floating-point element type");
       const auto& prog = ocl::kernels::gemm_fallback_program<T>();
       constexpr std::size_t ts = ocl::kernels::gemm_fallback_tile;
       const std::size_t global[3] = {ocl::round_up(g.n, ts), ocl::round_up(g.m, ts), g.batch};
@@ -299,6 +307,25 @@ struct backend_for<Device<GPU, N>> {
                   static_cast<cl_ulong>(g.stride_b), g.beta, ocl::arg(*g.c),
                   static_cast<cl_ulong>(g.c_offset), static_cast<cl_ulong>(g.ldc),
                   static_cast<cl_ulong>(g.stride_c));
+    }
+  }
+
+  /// The column sums of op(B) that a GEMM call asked for (gemm_args::b_colsum): one
+  /// reduction over B as stored, a contiguous batch-1 operand at offset 0.
+  template <class T>
+  static void b_column_sums(const gemm_args<buffer<T>, T>& g) {
+    const bool contiguous = g.batch == 1 && g.b_offset == 0 && g.b_colsum_offset == 0 &&
+                            g.ldb == (g.trans_b ? g.k : g.n);
+    if (!contiguous) {
+      throw argument_error(
+          "locus: GEMM column sums of B need one contiguous B and sums at offset 0");
+    }
+    if (g.k == 0) {
+      fill(*g.b_colsum, T(0));
+    } else if (g.trans_b) {
+      reduce(reduce_op::sum, *g.b, g.n, g.k, 1, *g.b_colsum);  // rows of B are columns of op(B)
+    } else {
+      reduce(reduce_op::sum, *g.b, 1, g.k, g.n, *g.b_colsum);
     }
   }
 
@@ -376,5 +403,10 @@ struct backend_for<Device<GPU, N>> {
     ocl::check(err, call, dc.info.name);
   }
 };
+
+// The seam, checked where the backend is defined (backend/concepts.hpp).
+static_assert(
+    TensorBackend<backend_for<Device<GPU, 0>>, Device<GPU, 0>>,
+    "backend_for<Device<GPU, N>> must provide what TensorBackend (backend/concepts.hpp) requires");
 
 }  // namespace locus

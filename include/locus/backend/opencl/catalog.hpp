@@ -100,6 +100,19 @@ void add_typed(std::vector<catalog_entry>& out) {
     const program_source& nn = kernels::nn_program<T>(wide);
     out.push_back({nn, kernel_names_in(kernels::nn_source())});
   }
+  // The strided block copy (Concatenate, ZeroPadding2D), both index widths.
+  for (bool wide : {false, true}) {
+    out.push_back(
+        {kernels::copy_block_program<T>(wide), kernel_names_in(kernels::copy_block_source())});
+  }
+  // The depthwise convolution and row scatter kernels (DepthwiseConv2D, SeparableConv2D,
+  // Embedding): floating-point only, both index widths.
+  if constexpr (std::is_floating_point_v<T>) {
+    for (bool wide : {false, true}) {
+      out.push_back({kernels::depthwise_scatter_program<T>(wide),
+                     kernel_names_in(kernels::depthwise_scatter_source())});
+    }
+  }
 }
 }  // namespace detail
 

@@ -97,6 +97,15 @@ std::string spell(const std::vector<std::string>& a) {
     return fp ? call("fabs") : "((int)abs(" + a[0] + "))";
   else if constexpr (std::is_same_v<Op, op::square>)
     return "locus_square_" + tn + "(" + a[0] + ")";
+  // OpenCL C 1.2 builtins (float and double).
+  else if constexpr (std::is_same_v<Op, op::erf>)
+    return call("erf");
+  else if constexpr (std::is_same_v<Op, op::erfc>)
+    return call("erfc");
+  else if constexpr (std::is_same_v<Op, op::expm1>)
+    return call("expm1");
+  else if constexpr (std::is_same_v<Op, op::log1p>)
+    return call("log1p");
   else if constexpr (std::is_same_v<Op, op::where>)
     return "((" + a[0] + " != " + zero<C>() + ") ? " + a[1] + " : " + a[2] + ")";
   else {
@@ -228,7 +237,8 @@ std::string expression_source() {
   for (std::size_t l = 0; l < nl; ++l)
     flat_params += ", __global const " + leaves[l] + "* restrict p" + std::to_string(l);
   for (std::size_t s = 0; s < ns; ++s) flat_params += ", " + scalars[s] + " s" + std::to_string(s);
-  src += "__kernel void locus_expr_flat(__global " + out_t + "* restrict out, ulong n" + flat_params + ") {\n" +
+  src += "__kernel void locus_expr_flat(__global " + out_t + "* restrict out, ulong n" +
+         flat_params + ") {\n" +
          "  const size_t i = get_global_id(0);\n  if (i >= n) return;\n  out[i] = " +
          emit<E, 0, 0>::text(false) + ";\n}\n";
   std::string dims, strides, walk;

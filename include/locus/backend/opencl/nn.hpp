@@ -7,6 +7,7 @@
 // launch, with the same checks and messages as the host backend.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -16,7 +17,7 @@
 
 #include "../../counters.hpp"
 #include "../../device.hpp"
-#include "../cpu/nn.hpp"
+#include "../concepts.hpp"
 #include "../nn_backend.hpp"
 #include "backend.hpp"
 #include "buffer.hpp"
@@ -235,6 +236,201 @@ struct nn_backend_for<Device<GPU, N>> {
     const std::size_t global[1] = {ocl::round_up(n, local[0])};
     ocl::launch_raw(dc, launches(), src, kernel, 1, global, local, args, count);
   }
+
+  // ---- strided block copy (Concatenate, ZeroPadding2D and their gradients) ---------------
+ public:
+  /// dst[to.at(i, j, k)] = src[from.at(i, j, k)] over a [d0, d1, d2] block (interface:
+  /// nn_backend.hpp): one launch, one work-item per element.
+  template <class T>
+  static void copy_block(const buffer<T>& src, const block_layout& from, buffer<T>& dst,
+                         const block_layout& to, const block_extent& d) {
+    namespace ocl = backend::opencl;
+    const bool same = static_cast<const void*>(&src) == static_cast<const void*>(&dst);
+    const std::size_t total = check_copy_block(src.size(), from, dst.size(), to, d, same);
+    if (total == 0) return;
+    constexpr std::size_t lim = std::numeric_limits<cl_uint>::max();
+    const bool wide = total > lim || src.size() > lim || dst.size() > lim;
+    // An axis of extent 1 adds nothing, so its stride goes as 0: every index argument then
+    // stays below its buffer's size (checked above) and fits in 32 bits when the sizes do.
+    const auto stride = [&](const block_layout& l, std::size_t k) {
+      return index_arg(d[k] > 1 ? l.stride[k] : 0, wide);
+    };
+    const ocl::raw_arg args[] = {ocl::raw_arg::from(ocl::arg(src)),
+                                 index_arg(from.offset, wide),
+                                 stride(from, 0),
+                                 stride(from, 1),
+                                 stride(from, 2),
+                                 ocl::raw_arg::from(ocl::arg(dst)),
+                                 index_arg(to.offset, wide),
+                                 stride(to, 0),
+                                 stride(to, 1),
+                                 stride(to, 2),
+                                 index_arg(d[1], wide),
+                                 index_arg(d[2], wide),
+                                 index_arg(total, wide)};
+    launch_1d(ocl::kernels::copy_block_program<T>(wide), "locus_copy_block", total, args,
+              std::size(args));
+  }
+
+  // ---- depthwise convolution and row scatter (DepthwiseConv2D, SeparableConv2D, Embedding)
+ public:
+  template <class T>
+  static void depthwise_conv2d_forward(const buffer<T>& x, const buffer<T>& kernel,
+                                       const conv_geometry& g, std::size_t multiplier,
+                                       buffer<T>& y) {
+    check_depthwise("depthwise_conv2d_forward", g, multiplier, x.size(), kernel.size(), y.size());
+    const std::size_t total = g.n * g.oh * g.ow * g.c * multiplier;
+    if (total == 0) return;
+    depthwise_launch<T>("locus_depthwise_fwd", total, is_wide(total, x.size()), x, kernel, y, g,
+                        multiplier);
+  }
+
+  template <class T>
+  static void depthwise_conv2d_backward_input(const buffer<T>& dy, const buffer<T>& kernel,
+                                              const conv_geometry& g, std::size_t multiplier,
+                                              buffer<T>& dx) {
+    check_depthwise("depthwise_conv2d_backward_input", g, multiplier, dx.size(), kernel.size(),
+                    dy.size());
+    const std::size_t total = g.n * g.h * g.w * g.c;
+    if (total == 0) return;
+    if (g.n * g.oh * g.ow * g.c * multiplier == 0) {  // no output: nothing reads x
+      backend_for<device>::fill(dx, T(0));
+      return;
+    }
+    depthwise_launch<T>("locus_depthwise_bwd_input", total, is_wide(total, dy.size()), dy, kernel,
+                        dx, g, multiplier);
+  }
+
+  template <class T>
+  static void depthwise_conv2d_backward_kernel(const buffer<T>& x, const buffer<T>& dy,
+                                               const conv_geometry& g, std::size_t multiplier,
+                                               buffer<T>& dkernel) {
+    namespace ocl = backend::opencl;
+    check_depthwise("depthwise_conv2d_backward_kernel", g, multiplier, x.size(), dkernel.size(),
+                    dy.size());
+    const std::size_t e = g.kh * g.kw * g.c * multiplier, rows = g.n * g.oh;
+    if (e == 0) return;
+    if (rows * g.ow == 0 || x.empty()) {  // no output, or no input: a zero gradient
+      backend_for<device>::fill(dkernel, T(0));
+      return;
+    }
+    const std::size_t parts = reduction_parts(e, rows), per = (rows + parts - 1) / parts;
+    const std::size_t total = parts * e;
+    const bool wide = is_wide(total, std::max(x.size(), dy.size()));
+    const auto run = [&](buffer<T>& out) {
+      std::array<ocl::raw_arg, 20> args;
+      std::size_t k = 0;
+      args[k++] = ocl::raw_arg::from(ocl::arg(x));
+      args[k++] = ocl::raw_arg::from(ocl::arg(dy));
+      args[k++] = ocl::raw_arg::from(ocl::arg(out));
+      args[k++] = index_arg(total, wide);
+      args[k++] = index_arg(rows, wide);
+      args[k++] = index_arg(per, wide);
+      k = depthwise_args(g, multiplier, args, k);
+      launch_1d(ocl::kernels::depthwise_scatter_program<T>(wide), "locus_depthwise_bwd_kernel",
+                total, args.data(), k);
+    };
+    if (parts == 1) {
+      run(dkernel);
+      return;
+    }
+    // The partial sums live until the reduction that reads them has been enqueued; the
+    // in-order queue runs it before anything that reuses their memory.
+    buffer<T> partial(total);
+    run(partial);
+    backend_for<device>::reduce(reduce_op::sum, partial, 1, parts, e, dkernel);
+  }
+
+  /// dst row v = sum of the src rows r with index[r] == v (interface: nn_backend.hpp).
+  template <class T>
+  static void scatter_add_rows(const buffer<T>& src, std::size_t row_len,
+                               const buffer<std::int32_t>& index, std::size_t count,
+                               std::size_t rows, buffer<T>& dst) {
+    namespace ocl = backend::opencl;
+    check_scatter_rows("scatter_add_rows", src.size(), row_len, index.size(), count, rows,
+                       dst.size());
+    const std::size_t dst_size = rows * row_len;
+    if (dst_size == 0) return;
+    if (count == 0) {
+      backend_for<device>::fill(dst, T(0));
+      return;
+    }
+    const std::size_t parts = reduction_parts(dst_size, count), per = (count + parts - 1) / parts;
+    const std::size_t total = parts * dst_size;
+    const bool wide = is_wide(total, src.size());
+    const auto run = [&](buffer<T>& out) {
+      const ocl::raw_arg args[] = {ocl::raw_arg::from(ocl::arg(src)),
+                                   ocl::raw_arg::from(ocl::arg(index)),
+                                   ocl::raw_arg::from(ocl::arg(out)),
+                                   index_arg(total, wide),
+                                   index_arg(dst_size, wide),
+                                   index_arg(row_len, wide),
+                                   index_arg(count, wide),
+                                   index_arg(per, wide)};
+      launch_1d(ocl::kernels::depthwise_scatter_program<T>(wide), "locus_scatter_add_rows", total,
+                args, std::size(args));
+    };
+    if (parts == 1) {
+      run(dst);
+      return;
+    }
+    buffer<T> partial(total);
+    run(partial);
+    backend_for<device>::reduce(reduce_op::sum, partial, 1, parts, dst_size, dst);
+  }
+
+ private:
+  // How many parts a reduction of `len` items per output splits into, so that parts *
+  // outputs work-items (about 2^14) fill a device when there are few outputs. A function of
+  // the shapes only, so the summation order never changes between calls.
+  static std::size_t reduction_parts(std::size_t outputs, std::size_t len) {
+    constexpr std::size_t target = std::size_t(1) << 14;
+    const std::size_t want = std::max<std::size_t>(1, target / std::max<std::size_t>(outputs, 1));
+    const std::size_t parts = std::min(want, std::max<std::size_t>(len, 1));
+    const std::size_t per = (len + parts - 1) / parts;
+    return per ? (len + per - 1) / per : 1;
+  }
+
+  // The geometry arguments of the depthwise kernels: H, W, C, M, KH, KW, SH, SW, PT, PL, OH, OW.
+  static std::size_t depthwise_args(const conv_geometry& g, std::size_t multiplier,
+                                    std::array<backend::opencl::raw_arg, 20>& a, std::size_t k) {
+    // The kernels index channels and kernel elements in uint: both counts stay below 2^31.
+    extent(g.c * multiplier, "channels x depth multiplier");
+    extent(g.kh * g.kw * g.c * multiplier, "kernel elements");
+    a[k++] = extent(g.h, "h");
+    a[k++] = extent(g.w, "w");
+    a[k++] = extent(g.c, "c");
+    a[k++] = extent(multiplier, "depth multiplier");
+    a[k++] = extent(g.kh, "kh");
+    a[k++] = extent(g.kw, "kw");
+    a[k++] = extent(g.sh, "sh");
+    a[k++] = extent(g.sw, "sw");
+    a[k++] = extent(g.pad_top, "pad_top");
+    a[k++] = extent(g.pad_left, "pad_left");
+    a[k++] = extent(g.oh, "oh");
+    a[k++] = extent(g.ow, "ow");
+    return k;
+  }
+
+  template <class T>
+  static void depthwise_launch(const char* name, std::size_t total, bool wide, const buffer<T>& a,
+                               const buffer<T>& b, buffer<T>& out, const conv_geometry& g,
+                               std::size_t multiplier) {
+    namespace ocl = backend::opencl;
+    std::array<ocl::raw_arg, 20> args;
+    std::size_t k = 0;
+    args[k++] = ocl::raw_arg::from(ocl::arg(a));
+    args[k++] = ocl::raw_arg::from(ocl::arg(b));
+    args[k++] = ocl::raw_arg::from(ocl::arg(out));
+    args[k++] = index_arg(total, wide);
+    k = depthwise_args(g, multiplier, args, k);
+    launch_1d(ocl::kernels::depthwise_scatter_program<T>(wide), name, total, args.data(), k);
+  }
 };
+
+// The seam, checked where the backend is defined (backend/concepts.hpp).
+static_assert(
+    NnBackend<nn_backend_for<Device<GPU, 0>>, Device<GPU, 0>>,
+    "nn_backend_for<Device<GPU, N>> must provide what NnBackend (backend/concepts.hpp) requires");
 
 }  // namespace locus

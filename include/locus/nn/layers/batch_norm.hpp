@@ -53,20 +53,11 @@ struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
   }
 
   std::vector<Shape> output_shapes(const std::vector<Shape>& in) const override {
-    const Shape& s = in[0];
-    if (s.rank() == 0) throw shape_error(nn::layer_label(*this) + ": needs at least one axis");
-    // Keras counts the batch axis: axis 3 of [N, H, W, C] is the last one.
-    if (axis_ != -1 && axis_ != static_cast<std::int64_t>(s.rank())) {
-      throw config_error(nn::layer_label(*this) + ": axis " + std::to_string(axis_) + " of input " +
-                         to_string(s) + " is not supported; locus normalises the last axis (channels_last)");
-    }
-    return {s};
+    return nn::last_axis_normalization_shapes(*this, in[0], axis_);
   }
   std::vector<nn::WeightSpec> weights(const std::vector<Shape>& in) const override {
     const std::size_t c = in[0].back();
-    std::vector<nn::WeightSpec> w;
-    if (scale) w.push_back({"gamma", {c}, nn::Initializer::ones()});
-    if (center) w.push_back({"beta", {c}, nn::Initializer::zeros()});
+    std::vector<nn::WeightSpec> w = nn::scale_and_offset_weights(scale, center, c);
     w.push_back({"moving_mean", {c}, nn::Initializer::zeros(), false});
     w.push_back({"moving_variance", {c}, nn::Initializer::ones(), false});
     return w;

@@ -17,7 +17,9 @@ namespace locus {
 
 enum class Padding { valid, same };
 
-inline std::string to_string(Padding p) { return p == Padding::same ? "same" : "valid"; }
+inline std::string to_string(Padding p) {
+  return p == Padding::same ? "same" : "valid";
+}
 
 /// A 2-D window or stride: `{3, 3}` or a single extent for both axes.
 struct Window {
@@ -37,11 +39,14 @@ inline Padding padding_from_config(const Config& c, const std::string& layer) {
   throw config_error("locus::" + layer + ": padding '" + s + "' is not supported (valid, same)");
 }
 
-inline Config window_config(Window w) { return Config::list({w.h, w.w}); }
+inline Config window_config(Window w) {
+  return Config::list({w.h, w.w});
+}
 
 inline Window window_from_config(const Config& c, const std::string& layer, const char* key) {
   const auto [h, w] = config_pair(c);
-  if (c.is_array() ? (c.as_array()[0].as_int() <= 0 || c.as_array()[1].as_int() <= 0) : c.as_int() <= 0) {
+  if (c.is_array() ? (c.as_array()[0].as_int() <= 0 || c.as_array()[1].as_int() <= 0)
+                   : c.as_int() <= 0) {
     throw config_error("locus::" + layer + ": " + key + " must be positive, found " + c.dump());
   }
   return {h, w};
@@ -50,16 +55,55 @@ inline Window window_from_config(const Config& c, const std::string& layer, cons
 /// Refuses a data_format other than channels_last (locus computes in NHWC, as Keras's
 /// default), naming the layer.
 inline void require_channels_last(const Config& c, const std::string& layer) {
-  if (const Config* f = c.find("data_format"); f && !f->is_null() && f->as_string() != "channels_last") {
+  if (const Config* f = c.find("data_format");
+      f && !f->is_null() && f->as_string() != "channels_last") {
     throw config_error("locus::" + layer + ": data_format '" + f->as_string() +
                        "' is not supported; locus computes channels_last (NHWC)");
   }
 }
 
 /// A positive integer config entry.
+/// c with what Keras writes after the own keys of a layer with a kernel and a bias: their
+/// initializers (glorot-uniform and zeros, what locus initialises them with) and null
+/// regularizers and constraints (locus has none); convolutions also write a null
+/// activity regularizer, Dense does not.
+inline Config with_kernel_and_bias_keys(Config c, bool activity_regularizer) {
+  c.set("kernel_initializer", Initializer::glorot_uniform().config());
+  c.set("bias_initializer", Initializer::zeros().config());
+  c.set("kernel_regularizer", nullptr);
+  c.set("bias_regularizer", nullptr);
+  if (activity_regularizer) c.set("activity_regularizer", nullptr);
+  c.set("kernel_constraint", nullptr);
+  c.set("bias_constraint", nullptr);
+  return c;
+}
+
+/// The output shape of a normalisation over the last axis (BatchNormalization,
+/// LayerNormalization): the input's. `axis` is Keras's, which counts the batch axis: -1 or
+/// the input's rank; any other axis is refused.
+inline std::vector<Shape> last_axis_normalization_shapes(const Layer& layer, const Shape& s,
+                                                         std::int64_t axis) {
+  if (s.rank() == 0) throw shape_error(layer_label(layer) + ": needs at least one axis");
+  if (axis != -1 && axis != static_cast<std::int64_t>(s.rank())) {
+    throw config_error(layer_label(layer) + ": axis " + std::to_string(axis) + " of input " +
+                       to_string(s) + " is not supported; locus normalises the last axis");
+  }
+  return {s};
+}
+
+/// A normalisation's learned scale and offset over c channels, in Keras's order.
+inline std::vector<WeightSpec> scale_and_offset_weights(bool scale, bool center, std::size_t c) {
+  std::vector<WeightSpec> w;
+  if (scale) w.push_back({"gamma", {c}, Initializer::ones()});
+  if (center) w.push_back({"beta", {c}, Initializer::zeros()});
+  return w;
+}
+
 inline std::size_t positive(const Config& c, const std::string& layer, const char* key) {
   const std::int64_t v = c.at(key).as_int();
-  if (v <= 0) throw config_error("locus::" + layer + ": " + key + " must be positive, found " + std::to_string(v));
+  if (v <= 0)
+    throw config_error("locus::" + layer + ": " + key + " must be positive, found " +
+                       std::to_string(v));
   return static_cast<std::size_t>(v);
 }
 
@@ -86,7 +130,8 @@ Tensor<T, Dev> initial_value(const WeightSpec& w, std::uint64_t seed) {
       return Tensor<T, Dev>::uniform(w.shape, seed, -limit, limit);
     }
     case K::random_uniform:
-      return Tensor<T, Dev>::uniform(w.shape, seed, static_cast<T>(w.init.minval), static_cast<T>(w.init.maxval));
+      return Tensor<T, Dev>::uniform(w.shape, seed, static_cast<T>(w.init.minval),
+                                     static_cast<T>(w.init.maxval));
     case K::zeros:
     default:
       return Tensor<T, Dev>::zeros(w.shape);

@@ -4,7 +4,6 @@
 #include <string>
 
 #include "../../ops/linalg.hpp"
-#include "../../ops/reduce.hpp"
 #include "activated.hpp"
 #include "common.hpp"
 
@@ -22,15 +21,10 @@ struct Dense : nn::LayerSpec<Dense> {
   static constexpr const char* keras_class = "Dense";
   nn::Config config() const override {
     using nn::Config;
-    return Config::make({{"units", units},
-                         {"activation", to_string(activation)},
-                         {"use_bias", use_bias},
-                         {"kernel_initializer", nn::Initializer::glorot_uniform().config()},
-                         {"bias_initializer", nn::Initializer::zeros().config()},
-                         {"kernel_regularizer", nullptr},
-                         {"bias_regularizer", nullptr},
-                         {"kernel_constraint", nullptr},
-                         {"bias_constraint", nullptr}});
+    return nn::with_kernel_and_bias_keys(
+        Config::make(
+            {{"units", units}, {"activation", to_string(activation)}, {"use_bias", use_bias}}),
+        /*activity_regularizer=*/false);
   }
   static Dense from_config(const nn::Config& c) {
     Dense d(nn::positive(c, "Dense", "units"), parse_activation(c.at("activation").as_string()),
@@ -39,17 +33,22 @@ struct Dense : nn::LayerSpec<Dense> {
   }
 
   std::vector<Shape> output_shapes(const std::vector<Shape>& in) const override {
-    if (in[0].rank() == 0) throw shape_error(nn::layer_label(*this) + ": needs an input with at least one axis");
+    if (in[0].rank() == 0)
+      throw shape_error(nn::layer_label(*this) + ": needs an input with at least one axis");
     Shape out = in[0];
     out[out.rank() - 1] = units;
     return {out};
   }
   std::vector<nn::WeightSpec> weights(const std::vector<Shape>& in) const override {
-    std::vector<nn::WeightSpec> w{{"kernel", {in[0].back(), units}, nn::Initializer::glorot_uniform()}};
+    std::vector<nn::WeightSpec> w{
+        {"kernel", {in[0].back(), units}, nn::Initializer::glorot_uniform()}};
     if (use_bias) w.push_back({"bias", {units}, nn::Initializer::zeros()});
     return w;
   }
-  nn::BackwardNeeds backward_needs() const override { return {true, nn::output_needed_for(activation)}; }
+  nn::BackwardNeeds backward_needs() const override {
+    return {true, nn::output_needed_for(activation)};
+  }
+  nn::MovedGrad movable_output_grad() const override { return nn::movable_grad_of(activation); }
 
   template <AnyDevice Dev, class T>
   std::vector<Tensor<T, Dev>> forward(const nn::Forward<Dev, T>& f) const {
@@ -58,9 +57,12 @@ struct Dense : nn::LayerSpec<Dense> {
     Shape os = x.shape();
     os[os.rank() - 1] = units;
     Tensor<T, Dev> z(uninitialized, os);
-    detail::gemm_into(x, 1, rows, in, *f.w[0], 1, in, units, {}, z);
+    // Bias and (most) activations in the GEMM's write-back: one pass over the output.
+    const nn::GemmEnding e = nn::gemm_ending(activation, f.training());
+    detail::gemm_into(x, 1, rows, in, *f.w[0], 1, in, units, {}, z, T(1), T(0),
+                      use_bias ? f.w[1] : nullptr, e.in_gemm);
     std::vector<Tensor<T, Dev>> out;
-    out.push_back(nn::activate_output(activation, std::move(z), use_bias ? f.w[1] : nullptr, f.saved));
+    out.push_back(nn::activate_output<T, Dev>(e.after, std::move(z), nullptr, f.saved));
     return out;
   }
 
@@ -70,11 +72,15 @@ struct Dense : nn::LayerSpec<Dense> {
     const tensor& x = *b.in[0];
     const std::size_t in = x.shape().back(), rows = x.size() / in;
     tensor& dz = *b.dy[0];
-    nn::activation_grad_in_place(activation, b.out[0],
-                                 b.saved.tensors.empty() ? nullptr : &b.saved.tensors[0], dz);
+    if (!b.output_grad_applied) {
+      nn::activation_grad_in_place(activation, b.out[0],
+                                   b.saved.tensors.empty() ? nullptr : &b.saved.tensors[0], dz);
+    }
+    // dW = x^T dz, and the bias gradient (the column sums of dz) from the same GEMM.
     b.dw[0] = tensor(uninitialized, {in, units});
-    detail::gemm_into(x, 1, rows, in, dz, 1, rows, units, {.transpose_a = true}, b.dw[0]);
-    if (use_bias) b.dw[1] = detail::sum_rows(dz, rows, units);
+    if (use_bias) b.dw[1] = tensor(uninitialized, {units});
+    detail::gemm_into(x, 1, rows, in, dz, 1, rows, units, {.transpose_a = true}, b.dw[0], T(1),
+                      T(0), nullptr, gemm_activation::linear, use_bias ? &b.dw[1] : nullptr);
     std::vector<tensor> dx(1);
     if (b.need_dx[0]) {
       dx[0] = tensor(uninitialized, x.shape());

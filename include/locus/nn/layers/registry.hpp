@@ -7,8 +7,8 @@
 #pragma once
 
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,13 +16,22 @@
 #include "../functional.hpp"
 #include "../layer.hpp"
 #include "activation_layer.hpp"
+#include "advanced_activations.hpp"
 #include "batch_norm.hpp"
+#include "conv1d.hpp"
 #include "conv2d.hpp"
 #include "dense.hpp"
+#include "depthwise_conv2d.hpp"
 #include "dropout.hpp"
+#include "embedding.hpp"
 #include "flatten.hpp"
+#include "global_pooling.hpp"
 #include "input.hpp"
+#include "layer_normalization.hpp"
+#include "merge.hpp"
 #include "pooling.hpp"
+#include "reshape.hpp"
+#include "separable_conv2d.hpp"
 
 namespace locus::nn {
 
@@ -31,16 +40,25 @@ struct type_list {};
 
 /// Every layer class a model can run (InputLayer and Functional are structure, not
 /// layers that compute).
-using builtin_layers = type_list<layers::Dense, layers::Conv2D, layers::MaxPooling2D, layers::AveragePooling2D,
-                                 layers::Flatten, layers::Dropout, layers::BatchNormalization, layers::Activation>;
+using builtin_layers =
+    type_list<layers::Dense, layers::Conv2D, layers::MaxPooling2D, layers::AveragePooling2D,
+              layers::Flatten, layers::Dropout, layers::BatchNormalization, layers::Activation,
+              layers::Add, layers::Subtract, layers::Multiply, layers::Concatenate, layers::Reshape,
+              layers::ZeroPadding2D, layers::GlobalAveragePooling2D, layers::GlobalMaxPooling2D,
+              layers::GlobalAveragePooling1D, layers::LeakyReLU, layers::ELU, layers::ReLU,
+              layers::Softmax, layers::Conv1D, layers::DepthwiseConv2D, layers::SeparableConv2D,
+              layers::LayerNormalization, layers::Embedding>;
 
 namespace detail {
 
 template <AnyDevice Dev, class T, class... L>
-std::unique_ptr<const LayerKernel<Dev, T>> bind(const std::shared_ptr<const Layer>& layer, type_list<L...>) {
+std::unique_ptr<const LayerKernel<Dev, T>> bind(const std::shared_ptr<const Layer>& layer,
+                                                type_list<L...>) {
   std::unique_ptr<const LayerKernel<Dev, T>> k;
-  ((!k && dynamic_cast<const L*>(layer.get()) ? (k = std::make_unique<Kernel<L, Dev, T>>(layer), true) : false) ||
-   ...);
+  (void)((!k && dynamic_cast<const L*>(layer.get())
+              ? (k = std::make_unique<Kernel<L, Dev, T>>(layer), true)
+              : false) ||
+         ...);
   if (!k) {
     throw config_error("locus: layer class '" + layer->class_name() +
                        "' has no implementation in locus (it is not one of locus's layers)");
@@ -49,9 +67,13 @@ std::unique_ptr<const LayerKernel<Dev, T>> bind(const std::shared_ptr<const Laye
 }
 
 template <class... L>
-std::shared_ptr<Layer> from_config(const std::string& class_name, const Config& config, type_list<L...>) {
+std::shared_ptr<Layer> from_config(const std::string& class_name, const Config& config,
+                                   type_list<L...>) {
   std::shared_ptr<Layer> made;
-  ((!made && class_name == L::keras_class ? (made = std::make_shared<L>(L::from_config(config)), true) : false) || ...);
+  (void)((!made && class_name == L::keras_class
+              ? (made = std::make_shared<L>(L::from_config(config)), true)
+              : false) ||
+         ...);
   return made;
 }
 
@@ -79,7 +101,8 @@ inline std::shared_ptr<Layer> layer_from_config(const std::string& class_name, c
                                                 const std::string& name = "") {
   std::shared_ptr<Layer> made;
   if (class_name == "Functional" || class_name == "Sequential" || class_name == "Model") {
-    made = std::make_shared<Functional>(model_from_config(Config::make({{"class_name", class_name}, {"config", config}})));
+    made = std::make_shared<Functional>(
+        model_from_config(Config::make({{"class_name", class_name}, {"config", config}})));
   } else if (class_name == "InputLayer") {
     made = std::make_shared<InputLayer>(InputLayer::from_config(config));
   } else {
@@ -89,7 +112,8 @@ inline std::shared_ptr<Layer> layer_from_config(const std::string& class_name, c
       throw config_error(std::string(e.what()) + (name.empty() ? "" : " (layer '" + name + "')"));
     }
     if (!made) {
-      throw config_error("locus: layer class '" + class_name + "'" + (name.empty() ? "" : " (layer '" + name + "')") +
+      throw config_error("locus: layer class '" + class_name + "'" +
+                         (name.empty() ? "" : " (layer '" + name + "')") +
                          " is not supported by locus");
     }
   }
@@ -106,7 +130,8 @@ inline Functional model_from_config(const Config& model) {
   }
   const std::string kind = model.at("class_name").as_string();
   const Config& cfg = model.at("config");
-  const std::string model_name = cfg.contains("name") && cfg.at("name").is_string() ? cfg.at("name").as_string() : "";
+  const std::string model_name =
+      cfg.contains("name") && cfg.at("name").is_string() ? cfg.at("name").as_string() : "";
   if (kind != "Sequential" && kind != "Functional" && kind != "Model") {
     throw config_error("locus: '" + kind + "' is not a model class (Sequential or Functional)");
   }
@@ -117,14 +142,17 @@ inline Functional model_from_config(const Config& model) {
     std::optional<SymbolicTensor> x;
     std::vector<SymbolicTensor> in;
     const auto start = [&](const Config& batch_shape) {
-      in = {layers::Input(InputLayer::from_config(Config::make({{"batch_shape", batch_shape}})).shape)};
+      in = {layers::Input(
+          InputLayer::from_config(Config::make({{"batch_shape", batch_shape}})).shape)};
       x = in[0];
     };
     for (const Config& e : entries) {
       const std::string cls = e.at("class_name").as_string();
       const Config& lc = e.at("config");
       if (cls == "InputLayer") {
-        if (x) throw config_error("locus: a Sequential configuration has an InputLayer after other layers");
+        if (x)
+          throw config_error(
+              "locus: a Sequential configuration has an InputLayer after other layers");
         start(lc.contains("batch_shape") ? lc.at("batch_shape") : lc.at("batch_input_shape"));
         continue;
       }
@@ -155,8 +183,10 @@ inline Functional model_from_config(const Config& model) {
   std::map<std::string, std::vector<std::vector<SymbolicTensor>>> made;  // layer -> node -> outputs
   for (const Config& e : entries) {
     const std::string name = detail::entry_name(e);
-    if (name.empty()) throw config_error("locus: a layer of the Functional configuration has no name");
-    if (by_name.count(name)) throw config_error("locus: two layers of the configuration are named '" + name + "'");
+    if (name.empty())
+      throw config_error("locus: a layer of the Functional configuration has no name");
+    if (by_name.count(name))
+      throw config_error("locus: two layers of the configuration are named '" + name + "'");
     const std::string cls = e.at("class_name").as_string();
     static const Config::array none;
     const Config* nodes = e.find("inbound_nodes");
@@ -168,28 +198,35 @@ inline Functional model_from_config(const Config& model) {
       order.push_back(name);
       continue;
     }
-    by_name[name] = {layer_from_config(cls, e.at("config"), name), nodes ? &nodes->as_array() : &none, 0};
+    by_name[name] = {layer_from_config(cls, e.at("config"), name),
+                     nodes ? &nodes->as_array() : &none, 0};
     order.push_back(name);
   }
   const auto tensor_of = [&](const Config& history) -> const SymbolicTensor* {
     const auto& h = history.as_array();
-    if (h.size() < 3) throw config_error("locus: a tensor reference needs [layer, node, index], found " + history.dump());
+    if (h.size() < 3)
+      throw config_error("locus: a tensor reference needs [layer, node, index], found " +
+                         history.dump());
     auto it = made.find(h[0].as_string());
     if (it == made.end()) {
       if (!by_name.count(h[0].as_string()))
-        throw config_error("locus: the configuration refers to a layer '" + h[0].as_string() + "' it does not have");
+        throw config_error("locus: the configuration refers to a layer '" + h[0].as_string() +
+                           "' it does not have");
       return nullptr;
     }
-    const auto node = static_cast<std::size_t>(h[1].as_int()), index = static_cast<std::size_t>(h[2].as_int());
+    const auto node = static_cast<std::size_t>(h[1].as_int()),
+               index = static_cast<std::size_t>(h[2].as_int());
     if (node >= it->second.size()) return nullptr;
     if (index >= it->second[node].size())
-      throw config_error("locus: the configuration refers to output " + std::to_string(index) + " of layer '" +
-                         h[0].as_string() + "', which has " + std::to_string(it->second[node].size()));
+      throw config_error("locus: the configuration refers to output " + std::to_string(index) +
+                         " of layer '" + h[0].as_string() + "', which has " +
+                         std::to_string(it->second[node].size()));
     return &it->second[node][index];
   };
   // Keras 3 writes a call's arguments as keras tensors ({"class_name": "__keras_tensor__",
   // "config": {"keras_history": [...]}}), Keras 2 as [layer, node, index, kwargs] lists.
-  const auto collect = [&](const Config& arg, std::vector<const Config*>& out, auto&& self) -> void {
+  const auto collect = [&](const Config& arg, std::vector<const Config*>& out,
+                           auto&& self) -> void {
     if (arg.is_object() && arg.contains("config") && arg.at("config").contains("keras_history")) {
       out.push_back(&arg.at("config").at("keras_history"));
     } else if (arg.is_array() && arg.as_array().size() >= 3 && arg.as_array()[0].is_string()) {
@@ -228,18 +265,22 @@ inline Functional model_from_config(const Config& model) {
   for (const std::string& name : order) {
     const pending& p = by_name.at(name);
     if (p.layer && p.done < p.nodes->size()) {
-      throw config_error("locus: call " + std::to_string(p.done) + " of layer '" + name +
-                         "' reads a tensor no layer of the configuration makes (a cycle or a missing layer)");
+      throw config_error(
+          "locus: call " + std::to_string(p.done) + " of layer '" + name +
+          "' reads a tensor no layer of the configuration makes (a cycle or a missing layer)");
     }
   }
   const auto ends = [&](const char* key) {
     std::vector<SymbolicTensor> out;
     const Config& list = cfg.at(key);
     // [name, node, index] or a list of them.
-    const bool single = list.is_array() && !list.as_array().empty() && list.as_array()[0].is_string();
+    const bool single =
+        list.is_array() && !list.as_array().empty() && list.as_array()[0].is_string();
     const auto add = [&](const Config& h) {
       const SymbolicTensor* t = tensor_of(h);
-      if (!t) throw config_error(std::string("locus: ") + key + " refers to a tensor the configuration does not make");
+      if (!t)
+        throw config_error(std::string("locus: ") + key +
+                           " refers to a tensor the configuration does not make");
       out.push_back(*t);
     };
     if (single) {
@@ -253,3 +294,23 @@ inline Functional model_from_config(const Config& model) {
 }
 
 }  // namespace locus::nn
+
+// Every layer kernel (Kernel<Spec, Dev, T> of each builtin layer) is instantiated in each
+// translation unit that binds a model: half the compile time of such a unit. A program of
+// several units can compile them once: define LOCUS_EXTERN_LAYER_KERNELS in every unit
+// and include <locus/nn/instantiate_layer_kernels.hpp> in exactly one (the test suite
+// does). Combinations not listed here are instantiated where they are used, as usual.
+#define LOCUS_NN_FOR_EACH_LAYER_KERNEL_SET_(X) \
+  X(::locus::Device<::locus::CPU>, float)      \
+  X(::locus::Device<::locus::CPU>, double)     \
+  X(::locus::Device<::locus::GPU>, float)      \
+  X(::locus::Device<::locus::GPU>, double)
+#define LOCUS_NN_BIND_LAYER_SIGNATURE_(Dev, T)                                           \
+  std::unique_ptr<const ::locus::nn::LayerKernel<Dev, T>> locus::nn::bind_layer<Dev, T>( \
+      const std::shared_ptr<const ::locus::nn::Layer>&)
+
+#if defined(LOCUS_EXTERN_LAYER_KERNELS)
+#define LOCUS_NN_EXTERN_BIND_LAYER_(Dev, T) extern template LOCUS_NN_BIND_LAYER_SIGNATURE_(Dev, T);
+LOCUS_NN_FOR_EACH_LAYER_KERNEL_SET_(LOCUS_NN_EXTERN_BIND_LAYER_)
+#undef LOCUS_NN_EXTERN_BIND_LAYER_
+#endif

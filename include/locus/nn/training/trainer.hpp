@@ -35,8 +35,8 @@
 
 namespace locus {
 
-using LossConfig = std::variant<SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy,
-                                MeanSquaredError, MeanAbsoluteError>;
+using LossConfig = std::variant<SparseCategoricalCrossentropy, CategoricalCrossentropy,
+                                BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError>;
 
 /// Validation data for fit(): tensors on the model's device.
 template <AnyDevice Dev, class T, class L>
@@ -88,10 +88,11 @@ inline constexpr bool is_label_element = std::is_same_v<L, std::int32_t> || std:
 
 template <class L, class T>
 constexpr void require_label_element() {
-  static_assert(is_label_element<L, T>,
-                "locus::Model: labels must be int32 class indices (for SparseCategoricalCrossentropy) or "
-                "targets of the model's element type T (for the other losses); convert them with "
-                "locus::cast<std::int32_t>(labels) or locus::cast<T>(labels)");
+  static_assert(
+      is_label_element<L, T>,
+      "locus::Model: labels must be int32 class indices (for SparseCategoricalCrossentropy) or "
+      "targets of the model's element type T (for the other losses); convert them with "
+      "locus::cast<std::int32_t>(labels) or locus::cast<T>(labels)");
 }
 
 /// Calls f with the loss of `cfg` when it takes labels of element type L, and throws
@@ -134,7 +135,8 @@ struct LabelRecord {
 /// The loss of a batch; on a device, sparse labels out of range are recorded in `rec`
 /// (read at the next synchronisation point) instead of read back.
 template <class T, AnyDevice Dev, class L, class Loss>
-loss_value<T, Dev> loss_of(const Loss& loss, const Tensor<T, Dev>& out, const Tensor<L, Dev>& y, LabelRecord<Dev>& rec) {
+loss_value<T, Dev> loss_of(const Loss& loss, const Tensor<T, Dev>& out, const Tensor<L, Dev>& y,
+                           LabelRecord<Dev>& rec) {
   if constexpr (!HostDevice<Dev> && std::is_same_v<Loss, SparseCategoricalCrossentropy>) {
     if (out.rank() == 2) rec.classes = out.shape()[1];
     return compute_loss(loss, out, y, &rec.get());
@@ -179,7 +181,8 @@ class Trainer {
     if (o.validation_data.x) {
       const tensor* vin[] = {o.validation_data.x};
       model.check_inputs(vin, std::string(where) + " (validation data)");
-      check_label_count(o.validation_data.x->shape()[0], *o.validation_data.y, std::string(where) + " (validation data)");
+      check_label_count(o.validation_data.x->shape()[0], *o.validation_data.y,
+                        std::string(where) + " (validation data)");
     }
     // Everything that can be told before training is checked before the first step.
     with_loss<L, T, void>(loss_, where, [](const auto&) {});
@@ -209,7 +212,7 @@ class Trainer {
         // One counted upload per epoch; every batch is then gathered on the device.
         perm = to<Dev>(Tensor<std::int32_t, Device<CPU>>::from_data({n}, order.data()));
       }
-      ctx.begin_epoch(metrics_.size());
+      ctx.begin_epoch(fresh_metrics());
       for (std::size_t step = 0; step < steps; ++step) {
         for (auto* cb : cbs) cb->on_train_batch_begin(ctx, step);
         const std::size_t s = step * o.batch_size, e = std::min(n, s + o.batch_size);
@@ -217,7 +220,7 @@ class Trainer {
         const Tensor<L, Dev> yb = rows_of(y, perm ? &*perm : nullptr, s, e);
         const tensor loss = with_loss<L, T, tensor>(loss_, where, [&](const auto& l) {
           return model.train_batch(xb, yb, l, batch_labels_, [&](const tensor& out) {
-            for (std::size_t i = 0; i < metrics_.size(); ++i) ctx.metric_sums[i] += metric_sum(resolve(metrics_[i]), out, yb);
+            for (auto& m : ctx.metrics) m.update_state(out, yb);
           });
         });
         optimizer_.apply(model.parameters());
@@ -225,11 +228,12 @@ class Trainer {
         ctx.seen = e;
         for (auto* cb : cbs) cb->on_train_batch_end(ctx, step);
       }
-      Logs logs = read_logs(model, ctx.loss_sum, ctx.metric_sums, keys, n, "", false, where);
+      Logs logs = read_logs(model, ctx.loss_sum, ctx.metrics, keys, n, "", false, where);
       if (o.validation_data.x) {
         for (auto* cb : cbs) cb->on_test_begin(ctx);
         // The validation labels were checked with the training labels.
-        const Logs v = evaluate_impl(model, *o.validation_data.x, *o.validation_data.y, o.batch_size, "val_", false);
+        const Logs v = evaluate_impl(model, *o.validation_data.x, *o.validation_data.y,
+                                     o.batch_size, "val_", false);
         for (auto* cb : cbs) cb->on_test_end(ctx, v);
         logs.insert(v.begin(), v.end());
       }
@@ -259,17 +263,22 @@ class Trainer {
   template <class M>
   class fit_context final : public TrainingContext {
    public:
-    fit_context(M& model, Trainer& trainer, std::size_t epochs, std::size_t steps, int verbose, std::ostream& out,
-                const std::vector<std::string>& keys)
-        : TrainingContext(epochs, steps, verbose), model_(model), trainer_(trainer), out_(out), keys_(keys) {}
+    fit_context(M& model, Trainer& trainer, std::size_t epochs, std::size_t steps, int verbose,
+                std::ostream& out, const std::vector<std::string>& keys)
+        : TrainingContext(epochs, steps, verbose),
+          model_(model),
+          trainer_(trainer),
+          out_(out),
+          keys_(keys) {}
 
-    void begin_epoch(std::size_t metrics) {
+    void begin_epoch(std::vector<MetricState<Dev, T>> fresh) {
       loss_sum = tensor::zeros({});
-      metric_sums.assign(metrics, tensor::zeros({}));
+      metrics = std::move(fresh);
       seen = 0;
     }
     Logs current_logs() override {
-      return trainer_.read_logs(model_, loss_sum, metric_sums, keys_, seen, "", false, "locus::Model::fit");
+      return trainer_.read_logs(model_, loss_sum, metrics, keys_, seen, "", false,
+                                "locus::Model::fit");
     }
     std::size_t samples_seen() const override { return seen; }
     std::shared_ptr<const WeightsSnapshot> snapshot_weights() const override {
@@ -280,14 +289,15 @@ class Trainer {
     }
     void restore_weights(const WeightsSnapshot& base) override {
       const auto* s = dynamic_cast<const snapshot*>(&base);
-      if (!s || s->owner != &model_) throw argument_error("locus: restore_weights with a snapshot of another model");
+      if (!s || s->owner != &model_)
+        throw argument_error("locus: restore_weights with a snapshot of another model");
       std::size_t i = 0;
       for (auto& w : model_.weights()) *w.second = s->weights[i++];
     }
     std::ostream& out() override { return out_; }
 
     tensor loss_sum;
-    std::vector<tensor> metric_sums;
+    std::vector<MetricState<Dev, T>> metrics;
     std::size_t seen = 0;
 
    private:
@@ -304,12 +314,21 @@ class Trainer {
   template <class L>
   static void check_label_count(std::size_t n, const Tensor<L, Dev>& y, const std::string& where) {
     if (y.rank() == 0 || y.shape()[0] != n) {
-      throw shape_error(where + ": " + std::to_string(n) + " samples but labels of shape " + to_string(y.shape()));
+      throw shape_error(where + ": " + std::to_string(n) + " samples but labels of shape " +
+                        to_string(y.shape()));
     }
   }
 
+  // One accumulator per compiled metric ("accuracy" resolved for the loss).
+  std::vector<MetricState<Dev, T>> fresh_metrics() const {
+    std::vector<MetricState<Dev, T>> out;
+    for (const Metric& m : metrics_) out.emplace_back(resolve(m));
+    return out;
+  }
+
   Metric resolve(const Metric& m) const {
-    return std::visit([&](const auto& l) { return resolve_metric<std::remove_cvref_t<decltype(l)>>(m); }, loss_);
+    return std::visit(
+        [&](const auto& l) { return resolve_metric<std::remove_cvref_t<decltype(l)>>(m); }, loss_);
   }
 
   // The metrics must take the labels: sparse metrics take int32 class indices, the others
@@ -321,10 +340,11 @@ class Trainer {
       const bool sparse = r.sparse();
       if (sparse != std::is_same_v<L, std::int32_t>) {
         throw argument_error(std::string(where) + ": the metric " + metric_name(m) +
-                             (sparse ? " needs int32 class labels, but the labels are floating-point"
-                                     : " (" + metric_kind_name(r) +
-                                           ") needs float targets, but the labels are int32 class "
-                                           "indices; use Metric::sparse_categorical_accuracy"));
+                             (sparse
+                                  ? " needs int32 class labels, but the labels are floating-point"
+                                  : " (" + metric_kind_name(r) +
+                                        ") needs float targets, but the labels are int32 class "
+                                        "indices; use Metric::sparse_categorical_accuracy"));
       }
     }
   }
@@ -350,7 +370,8 @@ class Trainer {
   // one read of 6 int32: the minimum and maximum of each, and the record left by earlier
   // value_and_gradient calls.
   template <class M, class L>
-  void check_label_range(M& model, const Tensor<L, Dev>& y, const Tensor<L, Dev>* vy, const std::string& where) {
+  void check_label_range(M& model, const Tensor<L, Dev>& y, const Tensor<L, Dev>* vy,
+                         const std::string& where) {
     if constexpr (std::is_same_v<L, std::int32_t>) {
       const std::size_t classes = model.sparse_classes();
       if (!classes) return;
@@ -371,8 +392,11 @@ class Trainer {
         if (pending.status) B::copy(pending.status->storage(), 0, packed.storage(), 4, 2);
         const Tensor<std::int32_t, Device<CPU>> h = to<Device<CPU>>(packed);
         const std::int32_t* v = h.data();
-        const auto too_big = [&](std::int32_t m) { return m >= 0 && static_cast<std::size_t>(m) >= classes ? m : 0; };
-        const auto bad = [&](std::int32_t lo, std::int32_t hi, std::size_t c, const std::string& w) {
+        const auto too_big = [&](std::int32_t m) {
+          return m >= 0 && static_cast<std::size_t>(m) >= classes ? m : 0;
+        };
+        const auto bad = [&](std::int32_t lo, std::int32_t hi, std::size_t c,
+                             const std::string& w) {
           if (lo < 0 || hi > 0) {
             if (pending.status) B::fill(pending.status->storage(), std::int32_t(0));
             throw_label_range(lo, hi, c, w);
@@ -392,8 +416,8 @@ class Trainer {
   }
 
   template <class U>
-  static Tensor<U, Dev> rows_of(const Tensor<U, Dev>& src, const Tensor<std::int32_t, Dev>* perm, std::size_t s,
-                                std::size_t e) {
+  static Tensor<U, Dev> rows_of(const Tensor<U, Dev>& src, const Tensor<std::int32_t, Dev>* perm,
+                                std::size_t s, std::size_t e) {
     if (!perm) return src.slice(s, e);
     Shape shape = src.shape();
     shape[0] = e - s;
@@ -425,10 +449,11 @@ class Trainer {
     if constexpr (HostDevice<Dev>) {
       if (check_range) check_label_range<M, L>(model, y, nullptr, where);
     } else {
-      if (batch_labels_.status) backend_t<Dev>::fill(batch_labels_.status->storage(), std::int32_t(0));
+      if (batch_labels_.status)
+        backend_t<Dev>::fill(batch_labels_.status->storage(), std::int32_t(0));
     }
     tensor loss_sum = tensor::zeros({});
-    std::vector<tensor> metric_sums(metrics_.size(), tensor::zeros({}));
+    std::vector<MetricState<Dev, T>> metrics = fresh_metrics();
     for (std::size_t s = 0; s < n; s += batch_size) {
       const std::size_t e = std::min(n, s + batch_size);
       const bool whole = s == 0 && e == n;
@@ -444,10 +469,11 @@ class Trainer {
       const tensor loss = with_loss<L, T, tensor>(
           loss_, where, [&](const auto& l) { return loss_of(l, out, yb, batch_labels_).value; });
       loss_sum += loss * static_cast<T>(e - s);
-      for (std::size_t i = 0; i < metrics_.size(); ++i) metric_sums[i] += metric_sum(resolve(metrics_[i]), out, yb);
+      for (auto& m : metrics) m.update_state(out, yb);
     }
     const bool with_status = check_range && !HostDevice<Dev> && std::is_same_v<L, std::int32_t>;
-    return read_logs(model, loss_sum, metric_sums, metric_keys(metrics_), n, prefix, with_status, where);
+    return read_logs(model, loss_sum, metrics, metric_keys(metrics_), n, prefix, with_status,
+                     where);
   }
 
   // The device-to-host reads of training: one per evaluation of the logs, of the loss sum
@@ -456,14 +482,15 @@ class Trainer {
   // transfer of its own; only when one records a bad label is it read once more, exactly,
   // to name the label).
   template <class M>
-  Logs read_logs(M& model, const tensor& loss_sum, const std::vector<tensor>& metric_sums,
-                 const std::vector<std::string>& keys, std::size_t count, const std::string& prefix, bool with_status,
-                 const char* where) {
+  Logs read_logs(M& model, const tensor& loss_sum, const std::vector<MetricState<Dev, T>>& metrics,
+                 const std::vector<std::string>& keys, std::size_t count, const std::string& prefix,
+                 bool with_status, const char* where) {
     using B = backend_t<Dev>;
-    const std::size_t m = metric_sums.size();
+    const std::size_t m = metrics.size();
     tensor packed(uninitialized, {1 + m + (with_status ? 4 : 0)});
     B::copy(loss_sum.storage(), 0, packed.storage(), 0, 1);
-    for (std::size_t i = 0; i < m; ++i) B::copy(metric_sums[i].storage(), 0, packed.storage(), 1 + i, 1);
+    for (std::size_t i = 0; i < m; ++i)
+      B::copy(metrics[i].sum().storage(), 0, packed.storage(), 1 + i, 1);
     auto& pending = model.custom_loop_labels_;
     if (with_status) {
       const tensor own = cast<T>(batch_labels_.get());
@@ -474,16 +501,20 @@ class Trainer {
     const Tensor<T, Device<CPU>> h = to<Device<CPU>>(packed);
     const T* v = h.data();
     if (with_status) {
-      if (v[1 + m] != T(0) || v[2 + m] != T(0)) raise_label_status(batch_labels_.get(), batch_labels_.classes, where);
+      if (v[1 + m] != T(0) || v[2 + m] != T(0))
+        raise_label_status(batch_labels_.get(), batch_labels_.classes, where);
       if (v[3 + m] != T(0) || v[4 + m] != T(0)) {
-        raise_label_status(pending.get(), pending.classes,
-                           std::string("locus::Model::value_and_gradient (an earlier call, found by ") + where + ")");
+        raise_label_status(
+            pending.get(), pending.classes,
+            std::string("locus::Model::value_and_gradient (an earlier call, found by ") + where +
+                ")");
       }
     }
     Logs logs;
     const double denom = static_cast<double>(count ? count : 1);
     logs[prefix + "loss"] = static_cast<double>(v[0]) / denom;
-    for (std::size_t i = 0; i < m; ++i) logs[prefix + keys[i]] = static_cast<double>(v[1 + i]) / denom;
+    for (std::size_t i = 0; i < m; ++i)
+      logs[prefix + keys[i]] = static_cast<double>(v[1 + i]) / denom;
     return logs;
   }
 
@@ -512,7 +543,8 @@ class CompiledModel {
     return m_->fit(x, y, o);
   }
   template <class TX, class DX, class L, class DY>
-  Logs evaluate(const Tensor<TX, DX>& x, const Tensor<L, DY>& y, std::size_t batch_size = 32) const {
+  Logs evaluate(const Tensor<TX, DX>& x, const Tensor<L, DY>& y,
+                std::size_t batch_size = 32) const {
     if constexpr (is_loss_v<Loss>) locus::detail::require_loss_labels<Loss, L, value_type>();
     return m_->evaluate(x, y, batch_size);
   }

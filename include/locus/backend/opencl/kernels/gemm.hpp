@@ -25,6 +25,10 @@
 // One launch covers the whole batch (global dimension 2). Edges are handled inside the
 // kernels (clamped loads, guarded stores): no padding buffers, no per-call allocation.
 //
+// Epilogue (gemm_call::bias, act): C = act(C + bias) with the bias per column of C, as one
+// more launch of locus_gemm_epilogue right after the product (one work-item per element),
+// so a layer's bias and activation need no expression kernel of their own.
+//
 // Thread-safety: enqueue_gemm calls clSetKernelArg on the given kernels, which is not
 // thread-safe for a shared cl_kernel. The caller must serialise calls that use the same
 // gemm_kernels (e.g. one mutex per device, or per-thread kernel objects).
@@ -38,6 +42,8 @@
 #include <limits>
 #include <string>
 #include <utility>
+
+#include "../../backend.hpp"
 
 namespace locus::backend::opencl::kernels {
 
@@ -545,26 +551,54 @@ void locus_gemm_tiled(int ta, int tb, LOCUS_BATCH_ARGS) {
     }
   }
 }
+
+/* The epilogue of a product: C = act(C + bias), bias per column (has_bias == 0: none, and
+   bias is not read). act: 0 linear, 1 relu, 2 sigmoid, 3 tanh, with the formulas of the
+   element-wise expressions (codegen.hpp), so a fused layer computes what the unfused one
+   did. One work-item per element: (column, row, batch entry). */
+__kernel void locus_gemm_epilogue(int m, int n, __global T* C, ulong c_off, int ldc, ulong sc,
+                                  const __global T* bias, ulong bias_off, int has_bias, int act) {
+  const int j = (int)get_global_id(0);
+  const int i = (int)get_global_id(1);
+  if (i >= m || j >= n) return;
+  __global T* c = C + c_off + get_global_id(2) * sc + (size_t)i * (size_t)ldc + (size_t)j;
+  T x = *c;
+  if (has_bias) x = x + bias[bias_off + (ulong)j];
+  if (act == 1)
+    x = x > (T)0 ? x : (T)0;
+  else if (act == 2)
+    x = (T)1 / ((T)1 + exp(-x));
+  else if (act == 3)
+    x = tanh(x);
+  *c = x;
+}
 )CLC";
 }
 
+/// Work-group of locus_gemm_epilogue: (columns, rows). Fixed, so that PoCL compiles one
+/// specialisation of the kernel.
+inline constexpr std::size_t gemm_epilogue_local[2] = {16, 4};
+
 /// Names of every kernel in gemm_source(), in gemm_kernels member order.
-inline constexpr std::array<const char*, 6> gemm_kernel_names() {
-  return {"locus_gemm_nn", "locus_gemm_nt", "locus_gemm_nt_packed",
-          "locus_gemm_tn", "locus_gemm_tt", "locus_gemm_tiled"};
+inline constexpr std::array<const char*, 7> gemm_kernel_names() {
+  return {"locus_gemm_nn", "locus_gemm_nt",    "locus_gemm_nt_packed", "locus_gemm_tn",
+          "locus_gemm_tt", "locus_gemm_tiled", "locus_gemm_epilogue"};
 }
 
 /// The kernel objects of one built GEMM program (not owned: see release_gemm_kernels).
 struct gemm_kernels {
   cl_kernel nn = nullptr, nt = nullptr, nt_packed = nullptr, tn = nullptr, tt = nullptr,
-            tiled = nullptr;
+            tiled = nullptr, epilogue = nullptr;
+
+  /// The members in gemm_kernel_names() order.
+  std::array<cl_kernel*, 7> slots() { return {&nn, &nt, &nt_packed, &tn, &tt, &tiled, &epilogue}; }
 };
 
 /// Creates every GEMM kernel of a program built from gemm_source(). On failure releases
 /// what it created and returns the error.
 inline cl_int create_gemm_kernels(cl_program program, gemm_kernels* out) {
   const auto names = gemm_kernel_names();
-  cl_kernel* slots[] = {&out->nn, &out->nt, &out->nt_packed, &out->tn, &out->tt, &out->tiled};
+  const auto slots = out->slots();
   for (std::size_t i = 0; i < names.size(); ++i) {
     cl_int err = CL_SUCCESS;
     *slots[i] = clCreateKernel(program, names[i], &err);
@@ -581,15 +615,17 @@ inline cl_int create_gemm_kernels(cl_program program, gemm_kernels* out) {
 }
 
 inline void release_gemm_kernels(gemm_kernels& ks) {
-  for (cl_kernel* k : {&ks.nn, &ks.nt, &ks.nt_packed, &ks.tn, &ks.tt, &ks.tiled}) {
+  for (cl_kernel* k : ks.slots()) {
     if (*k) clReleaseKernel(*k);
     *k = nullptr;
   }
 }
 
-/// One (batched) GEMM: for b < batch, C_b = alpha * op(A_b) * op(B_b) + beta * C_b.
+/// One (batched) GEMM: for b < batch, C_b = act(alpha * op(A_b) * op(B_b) + beta * C_b + bias).
 /// Row-major; op(A) is m x k, op(B) is k x n. Offsets, leading dimensions and batch
 /// strides are in elements; a batch stride of 0 shares that operand across the batch.
+/// The epilogue is optional: bias (null: none) holds n values from bias_offset; act is
+/// applied last. With a shared C (stride_c == 0) it is applied once, after every product.
 struct gemm_call {
   std::size_t batch = 1, m = 0, n = 0, k = 0;
   bool trans_a = false, trans_b = false;
@@ -600,6 +636,11 @@ struct gemm_call {
   std::size_t b_offset = 0, ldb = 0, stride_b = 0;
   cl_mem c = nullptr;
   std::size_t c_offset = 0, ldc = 0, stride_c = 0;
+  cl_mem bias = nullptr;
+  std::size_t bias_offset = 0;
+  gemm_activation act = gemm_activation::linear;
+
+  bool has_epilogue() const { return bias != nullptr || act != gemm_activation::linear; }
 };
 
 /// How far past m, n or k the kernels' 32-bit int index arithmetic reaches for `cfg`:
@@ -709,6 +750,46 @@ cl_int set_gemm_args(cl_kernel kn, cl_uint first, const gemm_call& c) {
 /// The kernels of gemm_kernels, in member order.
 enum class gemm_kernel_kind { nn, nt, nt_packed, tn, tt, tiled };
 
+namespace detail {
+
+// C = act(C + bias) over every C of the call (once for a shared C).
+inline cl_int enqueue_epilogue(cl_command_queue q, const gemm_kernels& ks, const gemm_call& c,
+                               unsigned* launches) {
+  const cl_kernel kn = ks.epilogue;
+  const cl_int m = static_cast<cl_int>(c.m), n = static_cast<cl_int>(c.n),
+               ldc = static_cast<cl_int>(c.ldc);
+  const cl_ulong co = c.c_offset, sc = c.stride_c, bo = c.bias_offset;
+  const cl_int has_bias = c.bias ? 1 : 0, act = static_cast<cl_int>(c.act);
+  // Without a bias the kernel never reads that argument; C stands in for it.
+  const cl_mem bias = c.bias ? c.bias : c.c;
+  cl_uint i = 0;
+  cl_int err = CL_SUCCESS;
+  auto set = [&](std::size_t size, const void* p) {
+    if (err == CL_SUCCESS) err = clSetKernelArg(kn, i, size, p);
+    ++i;
+  };
+  set(sizeof m, &m);
+  set(sizeof n, &n);
+  set(sizeof(cl_mem), &c.c);
+  set(sizeof co, &co);
+  set(sizeof ldc, &ldc);
+  set(sizeof sc, &sc);
+  set(sizeof(cl_mem), &bias);
+  set(sizeof bo, &bo);
+  set(sizeof has_bias, &has_bias);
+  set(sizeof act, &act);
+  if (err != CL_SUCCESS) return err;
+  const std::size_t global[3] = {round_up(c.n, gemm_epilogue_local[0]),
+                                 round_up(c.m, gemm_epilogue_local[1]),
+                                 c.stride_c == 0 ? 1 : c.batch};
+  const std::size_t local[3] = {gemm_epilogue_local[0], gemm_epilogue_local[1], 1};
+  err = clEnqueueNDRangeKernel(q, kn, 3, nullptr, global, local, 0, nullptr, nullptr);
+  if (err == CL_SUCCESS && launches) ++*launches;
+  return err;
+}
+
+}  // namespace detail
+
 /// What enqueue_gemm launches for a call: the kernel, its NDRange, the product it computes
 /// (rows x cols: m x n, or n x m for tt, which computes C^T) and the outputs of one
 /// work-item (direct kernels) or one work-group (tiled: a tile) along rows and columns.
@@ -796,6 +877,8 @@ inline cl_int enqueue_gemm(cl_command_queue q, const gemm_kernels& ks, const gem
   if (err != CL_SUCCESS) return err;
   err = clEnqueueNDRangeKernel(q, kn, 3, nullptr, p.global, p.local, 0, nullptr, nullptr);
   if (err == CL_SUCCESS && launches) ++*launches;
+  if (err == CL_SUCCESS && call.has_epilogue())
+    err = detail::enqueue_epilogue(q, ks, call, launches);
   return err;
 }
 
