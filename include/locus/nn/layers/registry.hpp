@@ -298,8 +298,8 @@ inline Functional model_from_config(const Config& model) {
 // Every layer kernel (Kernel<Spec, Dev, T> of each builtin layer) is instantiated in each
 // translation unit that binds a model: half the compile time of such a unit. A program of
 // several units can compile them once: define LOCUS_EXTERN_LAYER_KERNELS in every unit
-// and include <locus/nn/instantiate_layer_kernels.hpp> in exactly one (the test suite
-// does). Combinations not listed here are instantiated where they are used, as usual.
+// and include <locus/nn/instantiate_layer_kernels.hpp> in exactly one (the tests, examples
+// and benchmarks do). Combinations not listed here are instantiated where they are used, as usual.
 #define LOCUS_NN_FOR_EACH_LAYER_KERNEL_SET_(X) \
   X(::locus::Device<::locus::CPU>, float)      \
   X(::locus::Device<::locus::CPU>, double)     \
