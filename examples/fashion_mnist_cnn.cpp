@@ -10,6 +10,8 @@
 // accuracy is below 0.88 on the full data (0.75 on the subset).
 #include <locus/locus.hpp>
 
+#include "headline_cnn_model.hpp"
+
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -25,14 +27,8 @@ struct Options {
 
 template <class Dev>
 double train_and_evaluate(const data::fashion_mnist& data, const Options& opt) {
-  Sequential<Dev> model(Input({28, 28, 1}),                      //
-                        Conv2D(32, {3, 3}, Activation::relu),    //
-                        MaxPooling2D({2, 2}),                    //
-                        Flatten(),                               //
-                        Dense(10, Activation::softmax));
-  model.build(/*seed=*/42);
+  auto model = headline_example::headline_cnn<Dev>(/*seed=*/42);
   std::cout << model.summary();
-  model.compile(Adam{}, SparseCategoricalCrossentropy{}, {Metric::accuracy});
 
   // The data moves to the model's device once, explicitly; batches are cut there.
   const auto x_train = to<Dev>(data.train_images);
@@ -41,12 +37,14 @@ double train_and_evaluate(const data::fashion_mnist& data, const Options& opt) {
   const auto y_test = to<Dev>(data.test_labels);
 
   const auto t0 = std::chrono::steady_clock::now();
-  model.fit(x_train, y_train, {.epochs = opt.epochs, .batch_size = 32, .validation_data = {x_test, y_test}});
+  model.fit(x_train, y_train,
+            {.epochs = opt.epochs, .batch_size = 32, .validation_data = {x_test, y_test}});
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const Logs test = model.evaluate(x_test, y_test, 256);
   std::cout << device_name<Dev>() << ": test accuracy " << test.at("accuracy") << ", test loss "
-            << test.at("loss") << ", " << static_cast<double>(x_train.shape()[0] * opt.epochs) / secs
+            << test.at("loss") << ", "
+            << static_cast<double>(x_train.shape()[0] * opt.epochs) / secs
             << " training images/s (incl. validation)\n";
   return test.at("accuracy");
 }
@@ -75,11 +73,13 @@ int main(int argc, char** argv) {
         ok = false;
       }
     };
-    if (opt.device == "cpu" || opt.device == "both") check(train_and_evaluate<Device<CPU>>(data, opt), 0.88);
+    if (opt.device == "cpu" || opt.device == "both")
+      check(train_and_evaluate<Device<CPU>>(data, opt), 0.88);
     if (opt.device == "gpu" || opt.device == "both") {
       if (opt.quick) {
-        const data::fashion_mnist subset{data.train_images.slice(0, 6000), data.train_labels.slice(0, 6000),
-                                         data.test_images.slice(0, 1000), data.test_labels.slice(0, 1000)};
+        const data::fashion_mnist subset{
+            data.train_images.slice(0, 6000), data.train_labels.slice(0, 6000),
+            data.test_images.slice(0, 1000), data.test_labels.slice(0, 1000)};
         check(train_and_evaluate<Device<GPU>>(subset, opt), 0.75);
       } else {
         check(train_and_evaluate<Device<GPU>>(data, opt), 0.88);

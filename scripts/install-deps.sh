@@ -2,8 +2,8 @@
 # Installs everything locus needs to build, test, benchmark and run its examples on
 # Debian 12 (bookworm): compilers and build tools, xtensor/xsimd, the OpenCL loader and
 # headers, PoCL (an OpenCL implementation on the CPU, used as the device in tests and CI),
-# GoogleTest, Google Benchmark, the peers the benchmarks compare against (OpenBLAS,
-# CLBlast) and the Fashion-MNIST data set.
+# HDF5, libzip and nlohmann-json (the io component), GoogleTest, Google Benchmark, the
+# peers the benchmarks compare against (OpenBLAS, CLBlast) and the Fashion-MNIST data set.
 #
 # Non-interactive and idempotent: packages already installed are left alone, and
 # `apt-get update` is skipped when nothing is missing. Run as root, or as a user with sudo.
@@ -17,6 +17,8 @@ PACKAGES=(
   libxtensor-dev xtensor-dev xtl-dev libxsimd-dev zlib1g-dev
   # OpenCL backend: loader, C and C++ headers, PoCL, clinfo (CI checks a device exists)
   ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers pocl-opencl-icd clinfo
+  # the io component (saving and loading models): HDF5, libzip, nlohmann-json
+  libhdf5-dev libzip-dev nlohmann-json3-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libclblast-dev
   # examples

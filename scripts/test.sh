@@ -10,10 +10,12 @@
 #             install-deps root/sudo check, doctor, examples (--quick)
 #   clang     the compile-fail/pass tests and the -march matrix again with clang++
 #   asan      ASan+UBSan build (-O1, LOCUS_PORTABLE: the generic SIMD path whatever the
-#             CPU) in build/ci-asan; runs the unit tests
+#             CPU) in build/ci-asan; runs the kernel unit tests, one model-level unit
+#             (LOCUS_SANITIZE_ALL_TESTS=OFF, see tests/CMakeLists.txt) and the io tests
 #   tsan      ThreadSanitizer build of the concurrency tests (tests/test_nn_concurrency.cpp)
 #             in build/ci-tsan; runs them on the host and on PoCL
-#   install   install to a temporary prefix, build and run examples/consumer against it
+#   install   install to a temporary prefix, build and run examples/consumer (locus alone)
+#             and examples/consumer_io (the io component and the installed locus-model)
 # Prints the time of each phase and a final "N passed, M failed" line; exits non-zero on
 # any failure.
 #
@@ -188,11 +190,11 @@ else
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   if cmake -S . -B build/ci-asan "${GENERATOR[@]}" \
        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-       -DLOCUS_SANITIZE=ON -DLOCUS_WERROR=ON -DLOCUS_PORTABLE=ON \
+       -DLOCUS_SANITIZE=ON -DLOCUS_SANITIZE_ALL_TESTS=OFF -DLOCUS_WERROR=ON -DLOCUS_PORTABLE=ON \
        -DLOCUS_BUILD_TESTS=ON -DLOCUS_BUILD_EXAMPLES=OFF -DLOCUS_BUILD_BENCHMARKS=OFF \
        -DLOCUS_BUILD_TOOLS=OFF &&
-     cmake --build build/ci-asan -j "${JOBS}" --target locus_tests "${KEEP_GOING[@]}" &&
-     run_ctest asan --test-dir build/ci-asan -L unit; then
+     cmake --build build/ci-asan -j "${JOBS}" --target locus_tests locus_io_tests "${KEEP_GOING[@]}" &&
+     run_ctest asan --test-dir build/ci-asan -L "^(unit|io)$"; then
     phase_end ok
   else
     phase_end FAILED
@@ -232,7 +234,12 @@ if cmake --install build/ci --prefix "${PREFIX}" &&
      -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PREFIX}" \
      -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON &&
    cmake --build build/consumer -j "${JOBS}" &&
-   run_ctest consumer --test-dir build/consumer; then
+   run_ctest consumer --test-dir build/consumer &&
+   cmake -S examples/consumer_io -B build/consumer_io "${GENERATOR[@]}" \
+     -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PREFIX}" \
+     -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON &&
+   cmake --build build/consumer_io -j "${JOBS}" &&
+   run_ctest consumer_io --test-dir build/consumer_io; then
   phase_end ok
 else
   phase_end FAILED

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace locus {
 
@@ -121,6 +122,26 @@ class io_error : public error {
 class format_error : public io_error {
  public:
   using io_error::io_error;
+};
+
+/// A model file that is well formed but does not fit the model it is loaded into: another
+/// number of layers, another class, name or weight count, or a weight of another shape.
+/// layer() names the layer ("dense", "inner/dense_1"); expected() and found() say what the
+/// model has and what the file holds ("(256, 3)" and "(255, 3)", or class names).
+class model_mismatch_error : public format_error {
+ public:
+  model_mismatch_error(const std::string& what, std::string layer, std::string expected,
+                       std::string found)
+      : format_error(what),
+        layer_(std::move(layer)),
+        expected_(std::move(expected)),
+        found_(std::move(found)) {}
+  const std::string& layer() const noexcept { return layer_; }
+  const std::string& expected() const noexcept { return expected_; }
+  const std::string& found() const noexcept { return found_; }
+
+ private:
+  std::string layer_, expected_, found_;
 };
 
 }  // namespace locus

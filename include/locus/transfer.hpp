@@ -6,6 +6,7 @@
 // so the host hop is visible too.
 #pragma once
 
+#include <algorithm>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -49,6 +50,24 @@ Tensor<T, Dst> to(const Tensor<T, Src>& x) {
     }
     return out;
   }
+}
+
+/// A tensor on Dst holding shape.size() values read from host memory at `data`: one
+/// counted upload on a device, a copy on the host. This is how a loader puts a weight from
+/// a file's buffer straight into a device's memory, with no host tensor in between.
+template <AnyDevice Dst, class T>
+Tensor<T, Dst> from_host(const Shape& shape, const T* data) {
+  Tensor<T, Dst> out(uninitialized, shape);
+  const std::size_t n = shape.size();
+  if constexpr (HostDevice<Dst>) {
+    std::copy(data, data + n, out.storage().data());
+  } else {
+    backend_t<Dst>::upload(out.storage(), data, n);
+    auto& c = detail::counters_of<Dst>();
+    c.h2d_bytes += static_cast<std::uint64_t>(n * sizeof(T));
+    c.h2d_calls += 1;
+  }
+  return out;
 }
 
 /// Moving overload: on the same device the tensor is moved, not copied.

@@ -62,7 +62,8 @@ inline std::string snake_case(const std::string& s) {
   }
   std::string b;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (i > 0 && std::islower(static_cast<unsigned char>(a[i - 1])) && std::isupper(static_cast<unsigned char>(a[i])))
+    if (i > 0 && std::islower(static_cast<unsigned char>(a[i - 1])) &&
+        std::isupper(static_cast<unsigned char>(a[i])))
       b += '_';
     b += static_cast<char>(std::tolower(static_cast<unsigned char>(a[i])));
   }
@@ -81,7 +82,8 @@ class Functional final : public LayerSpec<Functional> {
     name_ = std::move(name);
   }
   Functional(const SymbolicTensor& input, const SymbolicTensor& output, std::string name = "")
-      : Functional(std::vector<SymbolicTensor>{input}, std::vector<SymbolicTensor>{output}, std::move(name)) {}
+      : Functional(std::vector<SymbolicTensor>{input}, std::vector<SymbolicTensor>{output},
+                   std::move(name)) {}
 
   std::string class_name() const override { return g_->kind; }
   std::size_t min_inputs() const override { return g_->inputs.size(); }
@@ -128,8 +130,8 @@ class Functional final : public LayerSpec<Functional> {
           if (n.layer != li || n.inputs.empty()) continue;
           Config args = Config::array{};
           for (const GraphRef& r : n.inputs) args.push_back(keras_tensor(r));
-          Config call_args = n.inputs.size() == 1 ? Config::list({args.as_array()[0]})
-                                                  : Config::list({args});
+          Config call_args =
+              n.inputs.size() == 1 ? Config::list({args.as_array()[0]}) : Config::list({args});
           inbound.push_back(Config::make({{"args", call_args}, {"kwargs", Config::object{}}}));
         }
         lc.set("inbound_nodes", inbound);
@@ -161,12 +163,18 @@ class Functional final : public LayerSpec<Functional> {
                                        {"registered_name", nullptr}}));
     }
     for (const auto& [k, v] : cfg.as_object()) named.set(k, v);
-    if (l.class_name() == "Functional" || l.class_name() == "Sequential") named.set("name", gl.name);
+    if (l.class_name() == "Functional" || l.class_name() == "Sequential")
+      named.set("name", gl.name);
     const bool model = l.class_name() == "Functional" || l.class_name() == "Sequential";
-    Config e = Config::make({{"module", model ? "keras" : "keras.layers"},
+    // Where Keras finds the class: a nested Functional is keras.src.models.functional's,
+    // registered under its class name; Sequential and the layers are public keras names.
+    const bool functional = l.class_name() == "Functional";
+    Config e = Config::make({{"module", functional ? "keras.src.models.functional"
+                                        : model    ? "keras"
+                                                   : "keras.layers"},
                              {"class_name", l.class_name()},
                              {"config", named},
-                             {"registered_name", model ? Config(l.class_name()) : Config()}});
+                             {"registered_name", functional ? Config("Functional") : Config()}});
     // build_config: the input shape of the first call (batch axis unknown).
     for (const GraphNode& n : g_->nodes) {
       if (g_->layers[n.layer].layer != gl.layer || n.inputs.empty()) continue;
@@ -176,7 +184,8 @@ class Functional final : public LayerSpec<Functional> {
         for (auto d : shape_of(r)) s.push_back(d);
         shapes.push_back(s);
       }
-      e.set("build_config", Config::make({{"input_shape", n.inputs.size() == 1 ? shapes.as_array()[0] : shapes}}));
+      e.set("build_config",
+            Config::make({{"input_shape", n.inputs.size() == 1 ? shapes.as_array()[0] : shapes}}));
       break;
     }
     e.set("name", gl.name);
@@ -205,7 +214,8 @@ class Functional final : public LayerSpec<Functional> {
         {{"class_name", "__keras_tensor__"},
          {"config", Config::make({{"shape", shape},
                                   {"dtype", "float32"},
-                                  {"keras_history", Config::list({g_->layers[n.layer].name, n.call, r.index})}})}});
+                                  {"keras_history",
+                                   Config::list({g_->layers[n.layer].name, n.call, r.index})}})}});
   }
 
   Config history_list(const std::vector<GraphRef>& refs) const {
@@ -217,8 +227,8 @@ class Functional final : public LayerSpec<Functional> {
     return out;
   }
 
-  static graph build(const std::vector<SymbolicTensor>& inputs, const std::vector<SymbolicTensor>& outputs,
-                     std::string kind) {
+  static graph build(const std::vector<SymbolicTensor>& inputs,
+                     const std::vector<SymbolicTensor>& outputs, std::string kind) {
     graph g;
     g.kind = std::move(kind);
     if (inputs.empty()) throw config_error("locus::Functional: a model needs at least one input");
@@ -230,7 +240,8 @@ class Functional final : public LayerSpec<Functional> {
       if (!x.valid()) throw config_error("locus::Functional: an input is an empty symbolic tensor");
       if (!x.node()->inputs.empty() || x.node()->layer->class_name() != "InputLayer") {
         throw config_error(
-            "locus::Functional: every model input must be a locus::Input (a layer's output was given)");
+            "locus::Functional: every model input must be a locus::Input (a layer's output was "
+            "given)");
       }
       declared.insert(x.node().get());
     }
@@ -254,9 +265,10 @@ class Functional final : public LayerSpec<Functional> {
     const auto visit = [&](auto&& self, const detail::Node& n) -> void {
       if (node_index.count(&n)) return;
       if (n.inputs.empty()) {
-        throw config_error("locus::Functional: an output depends on an Input" +
-                           (n.layer->name().empty() ? std::string() : " '" + n.layer->name() + "'") +
-                           " that is not among the model's inputs");
+        throw config_error(
+            "locus::Functional: an output depends on an Input" +
+            (n.layer->name().empty() ? std::string() : " '" + n.layer->name() + "'") +
+            " that is not among the model's inputs");
       }
       on_path.insert(&n);
       std::vector<GraphRef> ins;
@@ -268,7 +280,8 @@ class Functional final : public LayerSpec<Functional> {
       add_node(n, std::move(ins));
     };
     for (const auto& y : outputs) {
-      if (!y.valid()) throw config_error("locus::Functional: an output is an empty symbolic tensor");
+      if (!y.valid())
+        throw config_error("locus::Functional: an output is an empty symbolic tensor");
       visit(visit, *y.node());
     }
     for (const auto& x : inputs) g.inputs.push_back({node_index.at(x.node().get()), x.index()});
@@ -278,13 +291,15 @@ class Functional final : public LayerSpec<Functional> {
     for (const auto& l : g.layers) {
       if (l.name.empty()) continue;
       if (!taken.insert(l.name).second) {
-        throw config_error("locus::Functional: two layers are named '" + l.name + "'; names are unique within a model");
+        throw config_error("locus::Functional: two layers are named '" + l.name +
+                           "'; names are unique within a model");
       }
     }
     std::map<std::string, std::size_t> counts;
     for (auto& l : g.layers) {
       if (!l.name.empty()) continue;
-      const std::string base = l.layer->class_name() == "InputLayer" ? "input_layer" : snake_case(l.layer->class_name());
+      const std::string base =
+          l.layer->class_name() == "InputLayer" ? "input_layer" : snake_case(l.layer->class_name());
       std::string candidate;
       do {
         const std::size_t k = counts[base]++;

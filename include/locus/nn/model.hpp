@@ -75,9 +75,10 @@ class Model {
       : Model(Functional(inputs, outputs), seed) {}
   /// Binds `description` to Dev without initialising any weight: every weight is empty
   /// until assigned (a loader fills each one straight from its file, so no value is ever
-  /// drawn, and nothing is made on another device).
-  Model(const Functional& description, uninitialized_t) {
-    bind(description, 0, /*initialise=*/false);
+  /// drawn, and nothing is made on another device). `seed` gives the layers' random streams
+  /// (dropout) those of the model that was saved.
+  Model(const Functional& description, uninitialized_t, std::uint64_t seed = 0) {
+    bind(description, seed, /*initialise=*/false);
   }
 
   /// A model bound to another device is not this model: copy it explicitly.
@@ -385,6 +386,8 @@ class Model {
 
   /// The counter that advances the random streams of training calls (dropout masks):
   /// one step per training forward pass. Setting it replays a step's masks.
+  /// The seed the model was bound with (its layers' random streams, dropout's included).
+  std::uint64_t seed() const { return seed_; }
   std::uint64_t training_step() const { return step_; }
   void set_training_step(std::uint64_t s) { step_ = s; }
 
@@ -418,6 +421,15 @@ class Model {
   const Optimizer<Dev, T>& optimizer() const {
     if (!trainer_) throw argument_error("locus::Model::optimizer: call compile() first");
     return trainer_->optimizer();
+  }
+  /// The loss and metrics compile() was given (a saved model keeps them).
+  const LossConfig& loss() const {
+    if (!trainer_) throw argument_error("locus::Model::loss: call compile() first");
+    return trainer_->loss();
+  }
+  const std::vector<Metric>& metrics() const {
+    if (!trainer_) throw argument_error("locus::Model::metrics: call compile() first");
+    return trainer_->metrics();
   }
 
   /// Keras's fit: trains for o.epochs over (x, y) in batches and returns the history.

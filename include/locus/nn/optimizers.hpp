@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -38,6 +39,23 @@ struct RMSprop {
 };
 
 using OptimizerConfig = std::variant<SGD, Adam, RMSprop>;
+
+/// Which of an optimizer's three slots per parameter (momentum or first moment, second
+/// moment, centred mean) configuration `o` uses.
+inline std::array<bool, 3> used_slots(const OptimizerConfig& o) {
+  return std::visit(
+      [](const auto& c) -> std::array<bool, 3> {
+        using C = std::remove_cvref_t<decltype(c)>;
+        if constexpr (std::is_same_v<C, SGD>) {
+          return {c.momentum != 0.0, false, false};
+        } else if constexpr (std::is_same_v<C, Adam>) {
+          return {true, true, false};
+        } else {
+          return {c.momentum > 0.0, true, c.centered};
+        }
+      },
+      o);
+}
 
 template <AnyDevice Dev, class T>
 class Model;
@@ -77,20 +95,7 @@ class Optimizer {
 
   /// Which of the three slots (momentum or first moment, second moment, centred mean)
   /// this configuration uses; slot_tensors() and restore() list the used ones in this order.
-  std::array<bool, 3> used_slots() const {
-    return std::visit(
-        [](const auto& c) -> std::array<bool, 3> {
-          using C = std::remove_cvref_t<decltype(c)>;
-          if constexpr (std::is_same_v<C, SGD>) {
-            return {c.momentum != 0.0, false, false};
-          } else if constexpr (std::is_same_v<C, Adam>) {
-            return {true, true, false};
-          } else {
-            return {c.momentum > 0.0, true, c.centered};
-          }
-        },
-        cfg_);
-  }
+  std::array<bool, 3> used_slots() const { return locus::used_slots(cfg_); }
   /// Puts back a saved state: the iteration count and, per parameter, its used slots in
   /// used_slots() order (none for a parameter never stepped). Shapes are checked by the
   /// next apply().

@@ -49,6 +49,10 @@ struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
     if (const auto* v = c.find("center")) b.center = v->as_bool();
     if (const auto* v = c.find("scale")) b.scale = v->as_bool();
     if (!(b.epsilon > 0)) throw config_error("locus::BatchNormalization: epsilon must be positive");
+    // Batch renormalisation changes what training computes; refused rather than ignored.
+    if (const auto* r = c.find("renorm"); r && r->is_bool() && r->as_bool())
+      throw config_error(
+          "locus::BatchNormalization: renorm (batch renormalization) is not supported");
     return b;
   }
 

@@ -29,6 +29,9 @@ struct Dense : nn::LayerSpec<Dense> {
   static Dense from_config(const nn::Config& c) {
     Dense d(nn::positive(c, "Dense", "units"), parse_activation(c.at("activation").as_string()),
             c.contains("use_bias") ? c.at("use_bias").as_bool() : true);
+    // A quantized Keras Dense keeps int8 weights and scales, not the float kernel.
+    if (const auto* q = c.find("quantization_config"); q && !q->is_null())
+      throw config_error("locus::Dense: quantized Dense layers are not supported");
     return d;
   }
 
