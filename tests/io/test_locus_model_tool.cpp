@@ -13,9 +13,12 @@
 #include <locus/io.hpp>
 #include <locus/locus.hpp>
 
+#include "temp_dir.hpp"
+
 #ifdef LOCUS_MODEL_TOOL
 
 namespace fs = std::filesystem;
+using locus_test::TempDir;
 using namespace locus;
 
 namespace {
@@ -43,19 +46,6 @@ ToolRun tool(const std::string& args) {
 std::string q(const fs::path& p) {
   return "'" + p.string() + "'";
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "locus_tool_XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 double max_abs_difference(const fs::path& a, const fs::path& b) {
   const auto x = io::read_npy(io::read_file(a), a.string()),

@@ -12,6 +12,8 @@
 #include <locus/io.hpp>
 #include <locus/locus.hpp>
 
+#include "temp_dir.hpp"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,25 +24,11 @@
 #include "test_devices.hpp"
 
 namespace fs = std::filesystem;
+using locus_test::TempDir;
 using namespace locus;
 using locus_test::TestDevices;
 
 namespace {
-
-/// A directory of its own per test, removed at the end.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "locus_io_XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
 /// Inputs with values in [-1, 1], the same on every device.
 template <class Dev>

@@ -160,8 +160,14 @@ inline void write_file_atomically(const std::filesystem::path& path,
   std::string temporary;
   int fd = -1;
   for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-    temporary =
-        (directory / ("." + file_name.string() + ".tmp." + detail::temporary_suffix())).string();
+    // Appended piece by piece: GCC 12 at -O2 and above reports a false -Wrestrict in
+    // operator+(const char*, std::string&&) (GCC bug 105329), which a user's -Werror build
+    // of this header would turn into an error.
+    std::string leaf = ".";
+    leaf += file_name.string();
+    leaf += ".tmp.";
+    leaf += detail::temporary_suffix();
+    temporary = (directory / leaf).string();
     fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno != EEXIST && errno != EINTR)
       throw io_error(name + ": cannot create a temporary file in " + directory.string() + ": " +
