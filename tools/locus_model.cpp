@@ -61,11 +61,7 @@ int predict(const std::string& file, const std::string& in, const std::string& o
 }
 
 int convert(const std::string& in, const std::string& out) {
-  const auto ends = [&](const std::string& tail) {
-    return out.size() >= tail.size() &&
-           out.compare(out.size() - tail.size(), tail.size(), tail) == 0;
-  };
-  if (!ends(".keras") && !ends(".weights.h5"))
+  if (!out.ends_with(".keras") && !out.ends_with(".weights.h5"))
     throw usage_error("convert: OUT must end in .keras or .weights.h5");
   // Keep the optimizer when locus can train with it; a model compiled with something else
   // converts without it (and says so).
@@ -76,7 +72,7 @@ int convert(const std::string& in, const std::string& out) {
     m.emplace(locus::load_model<CPUDev>(in, {.compile = false}));
     std::cerr << "locus-model: converting without the training configuration: " << e.what() << "\n";
   }
-  if (ends(".keras"))
+  if (out.ends_with(".keras"))
     locus::save_model(*m, out);
   else
     locus::save_weights(*m, out);

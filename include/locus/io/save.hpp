@@ -132,10 +132,6 @@ inline std::string utc_now() {
   return buf;
 }
 
-inline bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 }  // namespace detail
 
 /// The bytes of a .keras archive of `m` (what save_model writes).
@@ -183,7 +179,7 @@ void save_model(const Model<Dev, T>& m, const std::filesystem::path& path,
                 const SaveOptions& o = {}) {
   static_assert(std::is_same_v<T, float>,
                 "locus::save_model: Keras files hold float32 models; save a Model<Dev, float>");
-  if (!io::detail::ends_with(path.string(), ".keras"))
+  if (!path.string().ends_with(".keras"))
     throw argument_error("locus::save_model: '" + path.string() +
                          "' does not end in .keras (use save_weights for a .weights.h5 file)");
   io::write_file_atomically(path, io::keras_archive(m, o));
@@ -194,7 +190,7 @@ template <AnyDevice Dev, class T>
 void save_weights(const Model<Dev, T>& m, const std::filesystem::path& path) {
   static_assert(std::is_same_v<T, float>,
                 "locus::save_weights: Keras files hold float32 models; save a Model<Dev, float>");
-  if (!io::detail::ends_with(path.string(), ".weights.h5"))
+  if (!path.string().ends_with(".weights.h5"))
     throw argument_error("locus::save_weights: '" + path.string() +
                          "' does not end in .weights.h5, as Keras requires");
   io::write_file_atomically(path, io::keras_weights_file(m));
