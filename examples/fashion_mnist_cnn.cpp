@@ -12,6 +12,7 @@
 
 #include "headline_cnn_model.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -26,27 +27,32 @@ struct Options {
 };
 
 template <class Dev>
-double train_and_evaluate(const data::fashion_mnist& data, const Options& opt) {
+double train_and_evaluate(const Options& opt, std::size_t train_images, std::size_t test_images) {
   auto model = headline_example::headline_cnn<Dev>(/*seed=*/42);
   std::cout << model.summary();
 
-  // The data moves to the model's device once, explicitly; batches are cut there.
-  const auto x_train = to<Dev>(data.train_images);
-  const auto y_train = to<Dev>(data.train_labels);
-  const auto x_test = to<Dev>(data.test_images);
-  const auto y_test = to<Dev>(data.test_labels);
+  // The training set streams from disk through a pipeline: shuffled in a window of 10,000
+  // images (anew each epoch), cut into batches of 32 and moved to the model's device, where
+  // prefetch uploads the next batches while the device trains on this one. to<Dev> is the
+  // only device-specific line, and it is explicit.
+  const auto train = to<Dev>(data::fashion_mnist_dataset("train")
+                                 .take(train_images)
+                                 .shuffle(10000, /*seed=*/1)
+                                 .batch(32))
+                         .prefetch(2);
+  const auto test =
+      to<Dev>(data::fashion_mnist_dataset("t10k").take(test_images).batch(256)).prefetch(2);
 
   const auto t0 = std::chrono::steady_clock::now();
-  model.fit(x_train, y_train,
-            {.epochs = opt.epochs, .batch_size = 32, .validation_data = {x_test, y_test}});
+  model.fit(train, {.epochs = opt.epochs, .validation_data = test});
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  const Logs test = model.evaluate(x_test, y_test, 256);
-  std::cout << device_name<Dev>() << ": test accuracy " << test.at("accuracy") << ", test loss "
-            << test.at("loss") << ", "
-            << static_cast<double>(x_train.shape()[0] * opt.epochs) / secs
+  const Logs result = model.evaluate(test);
+  std::cout << device_name<Dev>() << ": test accuracy " << result.at("accuracy") << ", test loss "
+            << result.at("loss") << ", "
+            << static_cast<double>(std::min<std::size_t>(train_images, 60000) * opt.epochs) / secs
             << " training images/s (incl. validation)\n";
-  return test.at("accuracy");
+  return result.at("accuracy");
 }
 
 int main(int argc, char** argv) {
@@ -65,7 +71,6 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    const auto data = data::load_fashion_mnist();
     bool ok = true;
     auto check = [&](double accuracy, double floor) {
       if (opt.epochs >= 2 && accuracy < floor) {
@@ -73,16 +78,14 @@ int main(int argc, char** argv) {
         ok = false;
       }
     };
+    constexpr std::size_t all = data::all_samples;
     if (opt.device == "cpu" || opt.device == "both")
-      check(train_and_evaluate<Device<CPU>>(data, opt), 0.88);
+      check(train_and_evaluate<Device<CPU>>(opt, all, all), 0.88);
     if (opt.device == "gpu" || opt.device == "both") {
       if (opt.quick) {
-        const data::fashion_mnist subset{
-            data.train_images.slice(0, 6000), data.train_labels.slice(0, 6000),
-            data.test_images.slice(0, 1000), data.test_labels.slice(0, 1000)};
-        check(train_and_evaluate<Device<GPU>>(subset, opt), 0.75);
+        check(train_and_evaluate<Device<GPU>>(opt, 6000, 1000), 0.75);
       } else {
-        check(train_and_evaluate<Device<GPU>>(data, opt), 0.88);
+        check(train_and_evaluate<Device<GPU>>(opt, all, all), 0.88);
       }
     }
     if (!ok) return 1;

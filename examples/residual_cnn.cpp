@@ -32,20 +32,24 @@ double train_and_evaluate(const Functional& net, const data::fashion_mnist& data
   Model<Dev> model(net, /*seed=*/42);
   std::cout << model.summary();
   model.compile(Adam{}, SparseCategoricalCrossentropy{}, {Metric::accuracy});
-  const auto x_train = to<Dev>(data.train_images);
-  const auto y_train = to<Dev>(data.train_labels);
-  const auto x_test = to<Dev>(data.test_images);
-  const auto y_test = to<Dev>(data.test_labels);
+  // The data set is in memory; a pipeline shuffles it (all of it, anew each epoch), cuts
+  // batches of 32 and prefetches them to the model's device while it trains.
+  const auto train = to<Dev>(data::Dataset<>::from_tensors(data.train_images, data.train_labels)
+                                 .shuffle(data.train_images.shape()[0], /*seed=*/1)
+                                 .batch(32))
+                         .prefetch(2);
+  const auto test =
+      to<Dev>(data::Dataset<>::from_tensors(data.test_images, data.test_labels).batch(256))
+          .prefetch(2);
   const auto t0 = std::chrono::steady_clock::now();
-  model.fit(x_train, y_train,
-            {.epochs = opt.epochs, .batch_size = 32, .validation_data = {x_test, y_test}});
+  model.fit(train, {.epochs = opt.epochs, .validation_data = test});
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const Logs test = model.evaluate(x_test, y_test, 256);
-  std::cout << device_name<Dev>() << ": test accuracy " << test.at("accuracy") << ", test loss "
-            << test.at("loss") << ", "
-            << static_cast<double>(x_train.shape()[0] * opt.epochs) / secs
+  const Logs result = model.evaluate(test);
+  std::cout << device_name<Dev>() << ": test accuracy " << result.at("accuracy") << ", test loss "
+            << result.at("loss") << ", "
+            << static_cast<double>(data.train_images.shape()[0] * opt.epochs) / secs
             << " training images/s (incl. validation)\n";
-  return test.at("accuracy");
+  return result.at("accuracy");
 }
 
 int main(int argc, char** argv) {

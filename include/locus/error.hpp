@@ -144,4 +144,16 @@ class model_mismatch_error : public format_error {
   std::string layer_, expected_, found_;
 };
 
+/// A data pipeline's user function (a Dataset::map function, a generator) failed on an
+/// element. record() is the index of the element's first source record in its epoch; the
+/// function's own exception is nested (std::rethrow_if_nested(e) rethrows it).
+class record_error : public error {
+ public:
+  record_error(const std::string& what, std::uint64_t record) : error(what), record_(record) {}
+  std::uint64_t record() const noexcept { return record_; }
+
+ private:
+  std::uint64_t record_;
+};
+
 }  // namespace locus

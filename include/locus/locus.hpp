@@ -22,5 +22,7 @@
 
 // Models and data.
 #include "nn.hpp"
+#include "data/augment.hpp"
+#include "data/dataset.hpp"
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"

@@ -21,6 +21,7 @@
 #include "../device.hpp"
 #include "../error.hpp"
 #include "../tensor.hpp"
+#include "dataset.hpp"
 #include "idx.hpp"
 
 namespace locus::data {
@@ -153,6 +154,21 @@ inline fashion_mnist load_fashion_mnist(
   auto test = detail::load_fashion_mnist_split(dir, "t10k", test_limit);
   return fashion_mnist{std::move(train.images), std::move(train.labels), std::move(test.images),
                        std::move(test.labels)};
+}
+
+/// One split of Fashion-MNIST ("train" or "t10k") as a host Dataset streamed from its IDX
+/// files, a block of records at a time (images [28, 28, 1] in [0, 1], int32 labels): for
+/// pipelines that should not hold the data set in memory.
+inline Dataset<> fashion_mnist_dataset(
+    const std::string& split = "train",
+    const std::filesystem::path& dir = default_fashion_mnist_dir()) {
+  if (split != "train" && split != "t10k") {
+    throw argument_error(
+        "locus::data::fashion_mnist_dataset: the split is \"train\" or \"t10k\", not \"" + split +
+        "\"");
+  }
+  return Dataset<>::from_idx(detail::fashion_mnist_file(dir, split + "-images-idx3-ubyte"),
+                             detail::fashion_mnist_file(dir, split + "-labels-idx1-ubyte"));
 }
 
 }  // namespace locus::data

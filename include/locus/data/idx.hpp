@@ -329,15 +329,15 @@ struct idx_header {
   bool size_verified = false;
 };
 
-/// Reads an IDX file in chunks: checks the header, calls `begin(header)` (which may throw
-/// to reject the file before any data is read), passes the data in host byte order to
-/// `consume(const std::byte* data, std::size_t first_element, std::size_t elements)`, and
-/// checks that the data ends exactly where the header says.
-template <class Begin, class Consume>
-void read_idx_stream(const std::filesystem::path& path, Begin&& begin, Consume&& consume) {
-  idx_source src(path);
-  const std::string where = idx_where(path);
+/// "the header (ubyte (0x08), dimensions [...]) promises N data bytes", for messages.
+inline std::string idx_promise(const idx_header& h) {
+  return "the header (" + idx_type_name(h.type) + ", dimensions " + to_string(h.dims) +
+         ") promises " + std::to_string(h.data_bytes) + " data bytes";
+}
 
+/// Reads and checks the header of the IDX file `src` reads (see read_idx_stream), leaving
+/// `src` at the first data byte.
+inline idx_header read_idx_header(idx_source& src, const std::string& where) {
   unsigned char magic[4];
   const std::size_t got_magic = src.read(magic, 4);
   if (got_magic < 4) {
@@ -393,9 +393,7 @@ void read_idx_stream(const std::filesystem::path& path, Begin&& begin, Consume&&
                        " multiply to more elements than any file can hold");
   }
   h.data_bytes = count * esize;
-  const std::string promised = "the header (" + idx_type_name(h.type) + ", dimensions " +
-                               to_string(h.dims) + ") promises " + std::to_string(h.data_bytes) +
-                               " data bytes";
+  const std::string promised = idx_promise(h);
 
   if (!src.gzip()) {
     // Plain file: the size on disk must match exactly, checked before allocating.
@@ -417,6 +415,32 @@ void read_idx_stream(const std::filesystem::path& path, Begin&& begin, Consume&&
                          std::to_string(bound) + "); the dimensions are corrupt");
     }
   }
+  return h;
+}
+
+/// Throws format_error when `src` holds more bytes (reading on to the end also makes zlib
+/// verify the CRC and length of a gzip stream).
+inline void check_idx_end(idx_source& src, const std::string& where, const idx_header& h) {
+  std::uintmax_t extra = 0;
+  unsigned char sink[1 << 14];
+  for (std::size_t n; (n = src.read(sink, sizeof sink)) > 0;) extra += n;
+  if (extra) {
+    throw format_error(where + "trailing data: " + idx_promise(h) + ", but " +
+                       std::to_string(extra) + " more byte(s) follow them");
+  }
+}
+
+/// Reads an IDX file in chunks: checks the header, calls `begin(header)` (which may throw
+/// to reject the file before any data is read), passes the data in host byte order to
+/// `consume(const std::byte* data, std::size_t first_element, std::size_t elements)`, and
+/// checks that the data ends exactly where the header says.
+template <class Begin, class Consume>
+void read_idx_stream(const std::filesystem::path& path, Begin&& begin, Consume&& consume) {
+  idx_source src(path);
+  const std::string where = idx_where(path);
+  const idx_header h = read_idx_header(src, where);
+  const std::size_t esize = idx_element_size(h.type);
+  const std::string promised = idx_promise(h);
   begin(std::as_const(h));
 
   // 4 MiB chunks: large enough that zlib inflates straight into them, small enough to
@@ -435,14 +459,7 @@ void read_idx_stream(const std::filesystem::path& path, Begin&& begin, Consume&&
     consume(static_cast<const std::byte*>(buf.data()), done / esize, want / esize);
     done += want;
   }
-  // Reading on to the end also makes zlib verify the CRC and length of a gzip stream.
-  std::uintmax_t extra = 0;
-  unsigned char sink[1 << 14];
-  for (std::size_t n; (n = src.read(sink, sizeof sink)) > 0;) extra += n;
-  if (extra) {
-    throw format_error(where + "trailing data: " + promised + ", but " + std::to_string(extra) +
-                       " more byte(s) follow them");
-  }
+  check_idx_end(src, where, h);
 }
 
 /// Reads an IDX file straight into a host tensor of T, chunk by chunk (no copy of the

@@ -197,6 +197,7 @@ LOCUS_CONVERSION_GPU_(2, 1)
 LOCUS_BOUND_OBJECT_MISMATCH_(model_device_mismatch, "a model", "model")
 LOCUS_BOUND_OBJECT_MISMATCH_(optimizer_device_mismatch, "an optimizer",
                              "model, {.optimizer = true}")
+LOCUS_BOUND_OBJECT_MISMATCH_(dataset_device_mismatch, "a dataset", "dataset")
 
 #undef LOCUS_BOUND_OBJECT_MISMATCH_
 #undef LOCUS_BOUND_GPU_

@@ -474,6 +474,78 @@ class Model {
     }
   }
 
+  // ---- datasets ---------------------------------------------------------------------------------
+
+  /// fit on a batched data::Dataset whose batches arrive on this model's device (a dataset
+  /// of another device does not compile: retarget it with locus::to<Dev>(dataset)). Each
+  /// epoch is one pass (epoch e opens pass e, so shuffles differ between epochs and repeat
+  /// between runs); with o.steps_per_epoch the pass continues across epochs. Shapes and
+  /// sparse labels are checked batch by batch before the batch is used (on the host, also
+  /// for a device's batches, before their upload); an error of the pipeline ends fit with
+  /// that error, after its threads are joined.
+  template <AnyDevice DD, class TX, class L>
+  History fit(const data::Dataset<DD, TX, L>& ds, const FitOptions<Dev, T, L>& o = {}) {
+    (void)sizeof(locus::detail::dataset_device_mismatch<Dev, DD>);
+    (void)sizeof(locus::detail::element_type_mismatch<T, TX>);
+    if constexpr (std::is_same_v<DD, Dev> && std::is_same_v<TX, T>) {
+      nn::require_label_element<L, T>();
+      if constexpr (nn::is_label_element<L, T>) {
+        return trainer("fit").fit(*this, ds, o);
+      } else {
+        return {};
+      }
+    } else {
+      return {};
+    }
+  }
+
+  /// Keras's evaluate on a batched dataset of this model's device: one pass.
+  template <AnyDevice DD, class TX, class L>
+  Logs evaluate(const data::Dataset<DD, TX, L>& ds) {
+    (void)sizeof(locus::detail::dataset_device_mismatch<Dev, DD>);
+    (void)sizeof(locus::detail::element_type_mismatch<T, TX>);
+    if constexpr (std::is_same_v<DD, Dev> && std::is_same_v<TX, T>) {
+      nn::require_label_element<L, T>();
+      if constexpr (nn::is_label_element<L, T>) {
+        return trainer("evaluate").evaluate(*this, ds);
+      } else {
+        return {};
+      }
+    } else {
+      return {};
+    }
+  }
+
+  /// The outputs for every batch of one pass of a dataset of this model's device, in order,
+  /// as one tensor (the labels are not used).
+  template <AnyDevice DD, class TX, class L>
+  tensor predict(const data::Dataset<DD, TX, L>& ds) const {
+    (void)sizeof(locus::detail::dataset_device_mismatch<Dev, DD>);
+    (void)sizeof(locus::detail::element_type_mismatch<T, TX>);
+    if constexpr (std::is_same_v<DD, Dev> && std::is_same_v<TX, T>) {
+      require_single("predict");
+      std::vector<tensor> outs;
+      std::size_t n = 0;
+      auto pass = ds.open();
+      while (auto e = pass.next()) {
+        const tensor* in[] = {&e->x};
+        check_inputs(in, "locus::Model::predict (the batch that starts at record " +
+                             std::to_string(e->record) + ")");
+        outs.push_back(std::move(exec_->infer(in, layer_weights_)[0]));
+        n += outs.back().shape()[0];
+      }
+      tensor out(uninitialized, nn::with_batch(n, output_shape()));
+      std::size_t at = 0;
+      for (const tensor& o : outs) {
+        backend_t<Dev>::copy(o.storage(), 0, out.storage(), at, o.size());
+        at += o.size();
+      }
+      return out;
+    } else {
+      return tensor();
+    }
+  }
+
   // ---- copies to other devices ------------------------------------------------------------------
 
   /// This model on device D2 (what locus::to<D2>(model) calls): the same description and

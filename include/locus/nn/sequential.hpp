@@ -39,7 +39,7 @@ class Sequential : public Model<Dev, T> {
   }
   /// A layer description (Dense(10), a Functional to nest, ...).
   template <class L>
-    requires std::derived_from<std::remove_cvref_t<L>, nn::Layer>
+  requires std::derived_from<std::remove_cvref_t<L>, nn::Layer>
   void add(const L& layer) {
     if (this->built()) throw argument_error("locus::Sequential: cannot add layers after build()");
     stack_.push_back(std::make_shared<std::remove_cvref_t<L>>(layer));
@@ -50,7 +50,8 @@ class Sequential : public Model<Dev, T> {
   void add(const Model<D2, T2>& m) {
     (void)sizeof(detail::model_device_mismatch<Dev, D2>);
     if constexpr (std::is_same_v<D2, Dev>) {
-      static_assert(std::is_same_v<T2, T>, "locus::Sequential: the nested model computes in another element type");
+      static_assert(std::is_same_v<T2, T>,
+                    "locus::Sequential: the nested model computes in another element type");
       add(m.description());
       std::vector<tensor> w;
       for (const auto& [name, t] : m.weights()) w.push_back(*t);
@@ -80,7 +81,8 @@ class Sequential : public Model<Dev, T> {
   /// Builds with the Input shape given at construction.
   void build(std::uint64_t seed = 0) {
     if (!input_shape_) {
-      throw argument_error("locus::Sequential: no input shape; add locus::Input({...}) or call build(shape)");
+      throw argument_error(
+          "locus::Sequential: no input shape; add locus::Input({...}) or call build(shape)");
     }
     build(*input_shape_, seed);
   }
@@ -103,12 +105,14 @@ class Sequential : public Model<Dev, T> {
   }
   using base::predict;
   template <class TX, class DX, class L, class DY, class Loss>
-  LossAndGradients<Dev, T> value_and_gradient(const Tensor<TX, DX>& x, const Tensor<L, DY>& y, const Loss& loss) {
+  LossAndGradients<Dev, T> value_and_gradient(const Tensor<TX, DX>& x, const Tensor<L, DY>& y,
+                                              const Loss& loss) {
     build_for<TX, DX>(x);
     return base::value_and_gradient(x, y, loss);
   }
   template <class TX, class DX, class L, class DY>
-  History fit(const Tensor<TX, DX>& x, const Tensor<L, DY>& y, const FitOptions<Dev, T, L>& o = {}) {
+  History fit(const Tensor<TX, DX>& x, const Tensor<L, DY>& y,
+              const FitOptions<Dev, T, L>& o = {}) {
     build_for<TX, DX>(x);
     return base::fit(x, y, o);
   }
@@ -116,6 +120,22 @@ class Sequential : public Model<Dev, T> {
   Logs evaluate(const Tensor<TX, DX>& x, const Tensor<L, DY>& y, std::size_t batch_size = 32) {
     build_for<TX, DX>(x);
     return base::evaluate(x, y, batch_size);
+  }
+  // Datasets: built from the Input given at construction (or by an earlier call).
+  template <AnyDevice DD, class TX, class L>
+  History fit(const data::Dataset<DD, TX, L>& ds, const FitOptions<Dev, T, L>& o = {}) {
+    build_from_input();
+    return base::fit(ds, o);
+  }
+  template <AnyDevice DD, class TX, class L>
+  Logs evaluate(const data::Dataset<DD, TX, L>& ds) {
+    build_from_input();
+    return base::evaluate(ds);
+  }
+  template <AnyDevice DD, class TX, class L>
+  tensor predict(const data::Dataset<DD, TX, L>& ds) {
+    build_from_input();
+    return std::as_const(*this).predict(ds);
   }
 
   /// This model on device D2 (what locus::to<D2>(model) calls).
@@ -134,6 +154,9 @@ class Sequential : public Model<Dev, T> {
   template <AnyDevice, class>
   friend class Sequential;
 
+  void build_from_input() {
+    if (!this->built() && input_shape_) build(*input_shape_, seed_);
+  }
   template <class TX, class DX>
   void build_for(const Tensor<TX, DX>& x) {
     if constexpr (std::is_same_v<DX, Dev> && std::is_same_v<TX, T>) {

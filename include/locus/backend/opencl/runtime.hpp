@@ -98,6 +98,19 @@ struct device_context {
   // to prove that GPU work makes no hidden round trips.
   std::atomic<std::uint64_t> host_writes{0}, host_reads{0};
 
+  /// The queue of prefetched uploads (data pipelines), made on first use: a batch crosses to
+  /// the device on it while `queue` computes; the main queue waits for it by event.
+  cl_command_queue transfer_queue() {
+    std::lock_guard lk(mutex);
+    if (!transfer_) {
+      cl_int err = CL_SUCCESS;
+      transfer_ = clCreateCommandQueue(context, info.id, 0, &err);
+      check(err, "clCreateCommandQueue (transfer queue)", info.name);
+      detail::finish_at_exit(transfer_);
+    }
+    return transfer_;
+  }
+
   explicit device_context(const device_info& d) : info(d) {
     cl_int err = CL_SUCCESS;
     const cl_context_properties props[] = {
@@ -118,6 +131,8 @@ struct device_context {
   // it, so the driver's compiled kernel is reused) and waits; see the header comment. Not
   // counted as a launch of any Device<GPU, N>: it is part of opening the device. A device
   // that fails here is not refused now: its first real launch reports the error.
+  cl_command_queue transfer_ = nullptr;  // guarded by mutex
+
   void warm_up() noexcept {
     try {
       const kernel_handle h = programs->kernel(kernels::fill_program<float>(), "locus_fill");

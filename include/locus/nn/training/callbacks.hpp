@@ -40,6 +40,7 @@ class TrainingContext {
   bool stop_requested() const { return stop_; }
 
   std::size_t epochs() const { return epochs_; }
+  /// Steps of an epoch; 0 during the first epoch over a dataset of unknown length.
   std::size_t steps_per_epoch() const { return steps_; }
   int verbose() const { return verbose_; }
 
@@ -58,6 +59,7 @@ class TrainingContext {
  protected:
   TrainingContext(std::size_t epochs, std::size_t steps, int verbose)
       : epochs_(epochs), steps_(steps), verbose_(verbose) {}
+  void set_steps_per_epoch(std::size_t steps) { steps_ = steps; }
 
  private:
   std::size_t epochs_, steps_;
@@ -165,7 +167,8 @@ class EarlyStopping final : public Callback {
     stopped_epoch_ = -1;
     improved_ = false;
     best_weights_.reset();
-    best_ = maximise() ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+    best_ = maximise() ? -std::numeric_limits<double>::infinity()
+                       : std::numeric_limits<double>::infinity();
   }
 
   const EarlyStoppingOptions& options() const { return o_; }

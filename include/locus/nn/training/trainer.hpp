@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../../backend/nn_backend.hpp"
+#include "../../data/dataset.hpp"
 #include "../../detail/contract.hpp"
 #include "../../error.hpp"
 #include "../../tensor.hpp"
@@ -38,12 +39,18 @@ namespace locus {
 using LossConfig = std::variant<SparseCategoricalCrossentropy, CategoricalCrossentropy,
                                 BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError>;
 
-/// Validation data for fit(): tensors on the model's device.
+/// Validation data for fit(): tensors or a batched dataset on the model's device.
 template <AnyDevice Dev, class T, class L>
 struct ValidationData {
   const Tensor<T, Dev>* x = nullptr;
   const Tensor<L, Dev>* y = nullptr;
+  std::optional<data::Dataset<Dev, T, L>> dataset;
   ValidationData() = default;
+  template <AnyDevice DD>
+  ValidationData(const data::Dataset<DD, T, L>& ds) {  // NOLINT
+    (void)sizeof(locus::detail::dataset_device_mismatch<Dev, DD>);
+    if constexpr (std::is_same_v<Dev, DD>) dataset = ds;
+  }
   template <class TX, class DX, class TY, class DY>
   ValidationData(const Tensor<TX, DX>& vx, const Tensor<TY, DY>& vy) {  // NOLINT
     (void)sizeof(locus::detail::require_same_device<Dev, DX>);
@@ -65,8 +72,11 @@ struct FitOptions {
   /// per epoch.
   int verbose = 1;
   std::vector<std::shared_ptr<Callback>> callbacks{};
-  /// Seed of the per-epoch shuffles.
+  /// Seed of the per-epoch shuffles (of tensors; a dataset shuffles with its own seed).
   std::uint64_t seed = 0;
+  /// Training on a dataset: steps per epoch, 0 for "until the pass ends". With a count, the
+  /// pass continues across epochs and a pass that ends is followed by the next (as repeat()).
+  std::size_t steps_per_epoch = 0;
   std::ostream* out = &std::cout;
 };
 
@@ -178,19 +188,157 @@ class Trainer {
     }
     const std::size_t n = x.shape()[0];
     check_label_count(n, y, where);
-    if (o.validation_data.x) {
-      const tensor* vin[] = {o.validation_data.x};
-      model.check_inputs(vin, std::string(where) + " (validation data)");
-      check_label_count(o.validation_data.x->shape()[0], *o.validation_data.y,
-                        std::string(where) + " (validation data)");
-    }
+    check_validation(model, o, where);
     // Everything that can be told before training is checked before the first step.
     with_loss<L, T, void>(loss_, where, [](const auto&) {});
     check_metrics<L>(where);
     check_label_range(model, y, o.validation_data.y, where);
-    const std::vector<std::string> keys = metric_keys(metrics_);
-    const std::size_t steps = (n + o.batch_size - 1) / o.batch_size;
+    tensor_batches<L> batches(x, y, o.batch_size, o.shuffle, o.seed);
+    return run_fit(model, batches, (n + o.batch_size - 1) / o.batch_size, o, false);
+  }
 
+  /// fit on a batched dataset of the model's device: the batches arrive as the pipeline
+  /// makes them (prefetched when it prefetches); labels are checked as they come.
+  template <class M, class L>
+  History fit(M& model, const data::Dataset<Dev, T, L>& ds, const FitOptions<Dev, T, L>& o) {
+    constexpr const char* where = "locus::Model::fit";
+    model.require_single("fit");
+    check_validation(model, o, where);
+    with_loss<L, T, void>(loss_, where, [](const auto&) {});
+    check_metrics<L>(where);
+    check_label_range(model, Tensor<L, Dev>(), o.validation_data.y, where);
+    clear_label_record();
+    const std::size_t card = ds.cardinality();
+    if (card == data::infinite_cardinality && o.steps_per_epoch == 0) {
+      throw argument_error(std::string(where) +
+                           ": the dataset never ends (repeat() without a count); give "
+                           "steps_per_epoch");
+    }
+    const std::size_t steps = o.steps_per_epoch                   ? o.steps_per_epoch
+                              : card == data::unknown_cardinality ? 0
+                                                                  : card;
+    dataset_batches<M, L> batches(model, ds, o.steps_per_epoch > 0, where);
+    return run_fit(model, batches, steps, o, device_label_status<L>());
+  }
+
+  template <class M, class L>
+  Logs evaluate(M& model, const data::Dataset<Dev, T, L>& ds) {
+    constexpr const char* where = "locus::Model::evaluate";
+    with_loss<L, T, void>(loss_, where, [](const auto&) {});
+    check_metrics<L>(where);
+    return evaluate_dataset(model, ds, "", where);
+  }
+
+  template <class M, class L>
+  Logs evaluate(M& model, const tensor& x, const Tensor<L, Dev>& y, std::size_t batch_size) {
+    return evaluate_impl(model, x, y, batch_size, "", true);
+  }
+
+ private:
+  template <AnyDevice, class>
+  friend class Trainer;
+
+  // Batches of tensors already on the device, shuffled each epoch by one counted upload of
+  // a permutation; every batch is then gathered on the device.
+  template <class L>
+  class tensor_batches {
+   public:
+    tensor_batches(const tensor& x, const Tensor<L, Dev>& y, std::size_t batch, bool shuffle,
+                   std::uint64_t seed)
+        : x_(x), y_(y), batch_(batch), shuffle_(shuffle), rng_(seed), order_(x.shape()[0]) {}
+    void begin_epoch(std::size_t) {
+      s_ = 0;
+      if (!shuffle_) return;
+      std::iota(order_.begin(), order_.end(), 0);
+      std::shuffle(order_.begin(), order_.end(), rng_);
+      perm_ = to<Dev>(Tensor<std::int32_t, Device<CPU>>::from_data({order_.size()}, order_.data()));
+    }
+    bool next(std::optional<tensor>& xb, std::optional<Tensor<L, Dev>>& yb) {
+      const std::size_t n = order_.size();
+      if (s_ >= n) return false;
+      const std::size_t e = std::min(n, s_ + batch_);
+      xb = rows_of(x_, perm_ ? &*perm_ : nullptr, s_, e);
+      yb = rows_of(y_, perm_ ? &*perm_ : nullptr, s_, e);
+      s_ = e;
+      return true;
+    }
+
+   private:
+    const tensor& x_;
+    const Tensor<L, Dev>& y_;
+    std::size_t batch_;
+    bool shuffle_;
+    std::mt19937_64 rng_;
+    std::vector<std::int32_t> order_;
+    std::optional<Tensor<std::int32_t, Dev>> perm_;
+    std::size_t s_ = 0;
+  };
+
+  // The batches of a dataset, pass e for epoch e (or one pass continued across epochs when
+  // steps_per_epoch is given). Each batch's shapes and sparse labels are checked before it
+  // is used: on the host here, on the way to a device by the pipeline's transfer.
+  template <class M, class L>
+  class dataset_batches {
+   public:
+    dataset_batches(const M& model, const data::Dataset<Dev, T, L>& ds, bool continued,
+                    const char* where)
+        : model_(model), ds_(ds), continued_(continued), where_(where) {
+      if constexpr (std::is_same_v<L, std::int32_t>) classes_ = model.sparse_classes();
+    }
+    void begin_epoch(std::size_t epoch) {
+      if (!continued_ || !pass_) open(epoch);
+    }
+    bool next(std::optional<tensor>& xb, std::optional<Tensor<L, Dev>>& yb) {
+      std::optional<data::Example<Dev, T, L>> e = pass_->next();
+      if (!e && continued_) {
+        open(passes_);
+        e = pass_->next();
+        if (!e) throw argument_error(std::string(where_) + ": the dataset is empty");
+      }
+      if (!e) return false;
+      check(*e);
+      xb = std::move(e->x);
+      yb = std::move(e->y);
+      return true;
+    }
+
+   private:
+    void open(std::size_t pass) {
+      pass_.reset();  // the previous pass's threads end first
+      pass_.emplace(ds_.open(pass, classes_));
+      passes_ = pass + 1;
+    }
+    void check(const data::Example<Dev, T, L>& e) const {
+      const std::string at = std::string(where_) + " (the batch that starts at record " +
+                             std::to_string(e.record) + ")";
+      const tensor* in[] = {&e.x};
+      if (e.x.rank() == 0) {
+        throw shape_error(at + ": a scalar element; batch the dataset with .batch(n)");
+      }
+      model_.check_inputs(in, at);
+      check_label_count(e.x.shape()[0], e.y, at);
+      if constexpr (HostDevice<Dev> && std::is_same_v<L, std::int32_t>) {
+        if (classes_) check_labels(e.y.data(), e.y.size(), classes_, at);
+      }
+    }
+
+    const M& model_;
+    const data::Dataset<Dev, T, L>& ds_;
+    bool continued_;
+    const char* where_;
+    std::size_t classes_ = 0;
+    std::optional<typename data::Dataset<Dev, T, L>::pass> pass_;
+    std::size_t passes_ = 0;
+  };
+
+  // fit's epochs over a batch source (tensor_batches, dataset_batches). steps: per epoch,
+  // 0 when unknown until the first epoch ends. label_status: read the device's record of
+  // out-of-range sparse labels with each epoch's logs.
+  template <class M, class L, class Batches>
+  History run_fit(M& model, Batches& batches, std::size_t steps, const FitOptions<Dev, T, L>& o,
+                  bool label_status) {
+    constexpr const char* where = "locus::Model::fit";
+    const std::vector<std::string> keys = metric_keys(metrics_);
     History history;
     ProgressLogger progress(o.verbose);
     std::vector<Callback*> cbs;
@@ -200,40 +348,43 @@ class Trainer {
     fit_context<M> ctx(model, *this, o.epochs, steps, o.verbose, *o.out, keys);
 
     for (auto* cb : cbs) cb->on_train_begin(ctx);
-    std::mt19937_64 rng(o.seed);
-    std::vector<std::int32_t> order(n);
     Logs last;
     for (std::size_t epoch = 0; epoch < o.epochs; ++epoch) {
       for (auto* cb : cbs) cb->on_epoch_begin(ctx, epoch);
-      std::optional<Tensor<std::int32_t, Dev>> perm;
-      if (o.shuffle) {
-        std::iota(order.begin(), order.end(), 0);
-        std::shuffle(order.begin(), order.end(), rng);
-        // One counted upload per epoch; every batch is then gathered on the device.
-        perm = to<Dev>(Tensor<std::int32_t, Device<CPU>>::from_data({n}, order.data()));
-      }
+      batches.begin_epoch(epoch);
       ctx.begin_epoch(fresh_metrics());
-      for (std::size_t step = 0; step < steps; ++step) {
+      std::size_t step = 0;
+      for (; !steps || step < steps; ++step) {
+        std::optional<tensor> xb;
+        std::optional<Tensor<L, Dev>> yb;
+        if (!batches.next(xb, yb)) break;
         for (auto* cb : cbs) cb->on_train_batch_begin(ctx, step);
-        const std::size_t s = step * o.batch_size, e = std::min(n, s + o.batch_size);
-        const tensor xb = rows_of(x, perm ? &*perm : nullptr, s, e);
-        const Tensor<L, Dev> yb = rows_of(y, perm ? &*perm : nullptr, s, e);
         const tensor loss = with_loss<L, T, tensor>(loss_, where, [&](const auto& l) {
-          return model.train_batch(xb, yb, l, batch_labels_, [&](const tensor& out) {
-            for (auto& m : ctx.metrics) m.update_state(out, yb);
+          return model.train_batch(*xb, *yb, l, batch_labels_, [&](const tensor& out) {
+            for (auto& m : ctx.metrics) m.update_state(out, *yb);
           });
         });
         optimizer_.apply(model.parameters());
-        ctx.loss_sum += loss * static_cast<T>(e - s);
-        ctx.seen = e;
+        const std::size_t count = xb->shape()[0];
+        ctx.loss_sum += loss * static_cast<T>(count);
+        ctx.seen += count;
         for (auto* cb : cbs) cb->on_train_batch_end(ctx, step);
       }
-      Logs logs = read_logs(model, ctx.loss_sum, ctx.metrics, keys, n, "", false, where);
-      if (o.validation_data.x) {
+      if (ctx.seen == 0) {
+        throw argument_error(std::string(where) + ": epoch " + std::to_string(epoch + 1) +
+                             " has no batch (an empty dataset?)");
+      }
+      if (!steps) ctx.learned_steps(step);
+      Logs logs =
+          read_logs(model, ctx.loss_sum, ctx.metrics, keys, ctx.seen, "", label_status, where);
+      if (o.validation_data.x || o.validation_data.dataset) {
         for (auto* cb : cbs) cb->on_test_begin(ctx);
-        // The validation labels were checked with the training labels.
-        const Logs v = evaluate_impl(model, *o.validation_data.x, *o.validation_data.y,
-                                     o.batch_size, "val_", false);
+        // Validation tensors were checked with the training labels; a validation dataset
+        // is checked as it comes.
+        const Logs v = o.validation_data.x
+                           ? evaluate_impl(model, *o.validation_data.x, *o.validation_data.y,
+                                           o.batch_size, "val_", false)
+                           : evaluate_dataset(model, *o.validation_data.dataset, "val_", where);
         for (auto* cb : cbs) cb->on_test_end(ctx, v);
         logs.insert(v.begin(), v.end());
       }
@@ -246,13 +397,53 @@ class Trainer {
   }
 
   template <class M, class L>
-  Logs evaluate(M& model, const tensor& x, const Tensor<L, Dev>& y, std::size_t batch_size) {
-    return evaluate_impl(model, x, y, batch_size, "", true);
+  void check_validation(const M& model, const FitOptions<Dev, T, L>& o, const char* where) const {
+    if (!o.validation_data.x) return;
+    const tensor* vin[] = {o.validation_data.x};
+    model.check_inputs(vin, std::string(where) + " (validation data)");
+    check_label_count(o.validation_data.x->shape()[0], *o.validation_data.y,
+                      std::string(where) + " (validation data)");
   }
 
- private:
-  template <AnyDevice, class>
-  friend class Trainer;
+  // Whether a dataset's sparse labels on a device are also checked by the one-hot kernel's
+  // record, read with the logs (the pipeline checks them on the host before the upload;
+  // this catches labels made on the device, by a map after to<Dev>).
+  template <class L>
+  static constexpr bool device_label_status() {
+    return !HostDevice<Dev> && std::is_same_v<L, std::int32_t>;
+  }
+  void clear_label_record() {
+    if constexpr (!HostDevice<Dev>) {
+      if (batch_labels_.status)
+        backend_t<Dev>::fill(batch_labels_.status->storage(), std::int32_t(0));
+    }
+  }
+
+  template <class M, class L>
+  Logs evaluate_dataset(M& model, const data::Dataset<Dev, T, L>& ds, const std::string& prefix,
+                        const char* where) {
+    model.require_single("evaluate");
+    clear_label_record();
+    dataset_batches<M, L> batches(model, ds, false, where);
+    batches.begin_epoch(0);
+    tensor loss_sum = tensor::zeros({});
+    std::vector<MetricState<Dev, T>> metrics = fresh_metrics();
+    std::size_t n = 0;
+    std::optional<tensor> xb;
+    std::optional<Tensor<L, Dev>> yb;
+    while (batches.next(xb, yb)) {
+      const tensor out = model(*xb);
+      const tensor loss = with_loss<L, T, tensor>(
+          loss_, where, [&](const auto& l) { return loss_of(l, out, *yb, batch_labels_).value; });
+      const std::size_t count = xb->shape()[0];
+      loss_sum += loss * static_cast<T>(count);
+      for (auto& m : metrics) m.update_state(out, *yb);
+      n += count;
+    }
+    if (n == 0) throw argument_error(std::string(where) + ": the dataset is empty");
+    return read_logs(model, loss_sum, metrics, metric_keys(metrics_), n, prefix,
+                     device_label_status<L>(), where);
+  }
 
   struct snapshot final : WeightsSnapshot {
     const void* owner = nullptr;
@@ -281,6 +472,7 @@ class Trainer {
                                 "locus::Model::fit");
     }
     std::size_t samples_seen() const override { return seen; }
+    void learned_steps(std::size_t steps) { set_steps_per_epoch(steps); }
     std::shared_ptr<const WeightsSnapshot> snapshot_weights() const override {
       auto s = std::make_shared<snapshot>();
       s->owner = &model_;
