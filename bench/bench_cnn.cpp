@@ -29,6 +29,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "../examples/headline_cnn_model.hpp"
 #include "../examples/residual_cnn_model.hpp"
 
 #include <cstddef>
@@ -108,14 +109,7 @@ enum class net { headline, residual };
 template <class Dev, net N>
 auto make_model() {
   if constexpr (N == net::headline) {
-    auto m = std::make_unique<Sequential<Dev>>(Input({28, 28, 1}),                    //
-                                               Conv2D(32, {3, 3}, Activation::relu),  //
-                                               MaxPooling2D({2, 2}),                  //
-                                               Flatten(),                             //
-                                               Dense(10, Activation::softmax));
-    m->build(/*seed=*/42);
-    m->compile(Adam{}, SparseCategoricalCrossentropy{}, {Metric::accuracy});
-    return m;
+    return std::make_unique<Sequential<Dev>>(headline_example::headline_cnn<Dev>(/*seed=*/42));
   } else {
     auto m = std::make_unique<Model<Dev>>(residual_example::residual_cnn(), /*seed=*/42);
     m->compile(Adam{}, SparseCategoricalCrossentropy{}, {Metric::accuracy});

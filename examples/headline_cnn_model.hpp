@@ -1,6 +1,7 @@
 // The headline CNN of examples/fashion_mnist_cnn.cpp, shared with the examples that save
-// and load it (train_on_gpu_serve_on_gpu.cpp, train_on_gpu_evaluate_on_cpu.cpp), so that
-// they train the very model the headline example does.
+// and load it (train_on_gpu_serve_on_gpu.cpp, train_on_gpu_evaluate_on_cpu.cpp) and the
+// benchmarks (bench/bench_cnn.cpp, bench/bench_data_pipeline.cpp), so that they all train
+// and time the very model the headline example does.
 #pragma once
 
 #include <cstdint>

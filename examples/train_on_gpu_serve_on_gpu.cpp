@@ -20,8 +20,8 @@
 #include <locus/locus.hpp>
 
 #include "headline_cnn_model.hpp"
+#include "model_file_example.hpp"
 
-#include <unistd.h>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -172,27 +172,9 @@ int main(int argc, char** argv) {
     }
   }
   if (opt.quick) opt.epochs = 1;
-  // The default name holds the process id: runs at the same time (ctest -j, several build
-  // trees) must not replace each other's file between the save and the load.
-  const bool temporary = opt.output.empty();
-  const std::filesystem::path path =
-      temporary ? std::filesystem::temp_directory_path() /
-                      ("train_on_gpu_serve_on_gpu-" + std::to_string(::getpid()) + ".keras")
-                : opt.output;
-  int rc = 1;
-  try {
-    auto data = data::load_fashion_mnist();
-    if (opt.quick) {
-      data = {data.train_images.slice(0, 6000), data.train_labels.slice(0, 6000),
-              data.test_images.slice(0, 1000), data.test_labels.slice(0, 1000)};
-    }
-    rc = run(data, opt, path);
-  } catch (const locus::error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-  }
-  if (temporary) {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
-  return rc;
+  return model_file_example::run_with_model_file(
+      "train_on_gpu_serve_on_gpu", opt.quick, opt.output, opt.output.empty(),
+      [&](const data::fashion_mnist& data, const std::filesystem::path& path) {
+        return run(data, opt, path);
+      });
 }

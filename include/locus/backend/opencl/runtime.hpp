@@ -127,12 +127,12 @@ struct device_context {
   }
 
  private:
+  cl_command_queue transfer_ = nullptr;  // guarded by mutex
+
   // Builds and runs locus_fill<float> once (with the work-group size the backend uses for
   // it, so the driver's compiled kernel is reused) and waits; see the header comment. Not
   // counted as a launch of any Device<GPU, N>: it is part of opening the device. A device
   // that fails here is not refused now: its first real launch reports the error.
-  cl_command_queue transfer_ = nullptr;  // guarded by mutex
-
   void warm_up() noexcept {
     try {
       const kernel_handle h = programs->kernel(kernels::fill_program<float>(), "locus_fill");

@@ -78,13 +78,6 @@ class upload_stream {
     dc_.host_writes.fetch_add(1, std::memory_order_relaxed);
   }
 
-  /// Pinned host bytes held (for memory-bound tests and statistics).
-  std::size_t pinned_bytes() const {
-    std::size_t b = 0;
-    for (const auto& s : slots_) b += s.capacity;
-    return b;
-  }
-
  private:
   struct slot {
     cl_mem pinned = nullptr;

@@ -47,6 +47,30 @@ decltype(auto) call_user(F&& f, std::uint64_t record, const char* what) {
   }
 }
 
+/// A source's iterator: next() numbers what produce(record) makes for records 0, 1, ... of
+/// the pass, setting each element's record and its random key, mix_keys(epoch, record).
+template <class E>
+class numbered_iterator : public element_iterator<E> {
+ public:
+  explicit numbered_iterator(std::uint64_t epoch) : epoch_(epoch) {}
+  std::optional<E> next() final {
+    std::optional<E> e = produce(record_);
+    if (!e) return e;
+    e->record = record_;
+    e->key = mix_keys(epoch_, record_);
+    ++record_;
+    return e;
+  }
+
+ protected:
+  /// The element of `record`, or nothing after the last.
+  virtual std::optional<E> produce(std::uint64_t record) = 0;
+
+ private:
+  std::uint64_t epoch_;
+  std::uint64_t record_ = 0;
+};
+
 /// The rows of two host tensors, one element per row.
 template <class T, class L>
 class tensor_source final : public node<Example<host, T, L>> {
@@ -67,17 +91,15 @@ class tensor_source final : public node<Example<host, T, L>> {
   std::size_t cardinality() const override { return x_.shape()[0]; }
 
  private:
-  class iterator final : public element_iterator<E> {
+  class iterator final : public numbered_iterator<E> {
    public:
-    iterator(const tensor_source& s, std::uint64_t epoch) : s_(s), epoch_(epoch) {}
-    std::optional<E> next() override {
-      if (i_ == s_.x_.shape()[0]) return std::nullopt;
-      E e{row(s_.x_, i_), row(s_.y_, i_), i_, mix_keys(epoch_, i_)};
-      ++i_;
-      return e;
-    }
+    iterator(const tensor_source& s, std::uint64_t epoch) : numbered_iterator<E>(epoch), s_(s) {}
 
    private:
+    std::optional<E> produce(std::uint64_t i) override {
+      if (i == s_.x_.shape()[0]) return std::nullopt;
+      return E{row(s_.x_, i), row(s_.y_, i)};
+    }
     template <class U>
     static Tensor<U, host> row(const Tensor<U, host>& t, std::size_t i) {
       const Shape whole = t.shape();
@@ -85,8 +107,6 @@ class tensor_source final : public node<Example<host, T, L>> {
       return Tensor<U, host>::from_data(sample, t.data() + i * sample.size());
     }
     const tensor_source& s_;
-    std::uint64_t epoch_;
-    std::size_t i_ = 0;
   };
 
   Tensor<T, host> x_;
@@ -194,16 +214,17 @@ class idx_stream_source final : public node<Example<host, T, L>> {
     std::size_t first_ = 0, in_block_ = 0;
   };
 
-  class iterator final : public element_iterator<E> {
+  class iterator final : public numbered_iterator<E> {
    public:
     iterator(const idx_stream_source& s, std::uint64_t epoch)
-        : s_(s),
-          epoch_(epoch),
+        : numbered_iterator<E>(epoch),
+          s_(s),
           x_(s.open_file(s.images_), s.images_, s.count_),
           y_(s.open_file(s.labels_), s.labels_, s.count_) {}
 
-    std::optional<E> next() override {
-      if (i_ == s_.count_) {
+   private:
+    std::optional<E> produce(std::uint64_t i) override {
+      if (i == s_.count_) {
         if (!finished_) {
           finished_ = true;
           x_.finish();
@@ -213,20 +234,14 @@ class idx_stream_source final : public node<Example<host, T, L>> {
       }
       E e;
       e.x = Tensor<T, host>(uninitialized, s_.sample_);
-      convert_idx(x_.type(), x_.record(i_), x_.per_record(), e.x.data(), s_.scale_);
+      convert_idx(x_.type(), x_.record(i), x_.per_record(), e.x.data(), s_.scale_);
       e.y = Tensor<L, host>(uninitialized, Shape{});
-      convert_idx(y_.type(), y_.record(i_), 1, e.y.data(), L(1));
-      e.record = i_;
-      e.key = mix_keys(epoch_, i_);
-      ++i_;
+      convert_idx(y_.type(), y_.record(i), 1, e.y.data(), L(1));
       return e;
     }
 
-   private:
     const idx_stream_source& s_;
-    std::uint64_t epoch_;
     record_reader x_, y_;
-    std::size_t i_ = 0;
     bool finished_ = false;
   };
 
@@ -249,22 +264,17 @@ class function_source final : public node<Example<host, T, L>> {
   std::size_t cardinality() const override { return count_; }
 
  private:
-  class iterator final : public element_iterator<E> {
+  class iterator final : public numbered_iterator<E> {
    public:
-    iterator(const function_source& s, std::uint64_t epoch) : s_(s), epoch_(epoch) {}
-    std::optional<E> next() override {
-      if (i_ == s_.count_) return std::nullopt;
-      E e = call_user([&] { return E(s_.f_(i_)); }, i_, "function of from_function");
-      e.record = i_;
-      e.key = mix_keys(epoch_, i_);
-      ++i_;
-      return e;
-    }
+    iterator(const function_source& s, std::uint64_t epoch) : numbered_iterator<E>(epoch), s_(s) {}
 
    private:
+    std::optional<E> produce(std::uint64_t i) override {
+      if (i == s_.count_) return std::nullopt;
+      return call_user([&] { return E(s_.f_(i)); }, i, "function of from_function");
+    }
+
     const function_source& s_;
-    std::uint64_t epoch_;
-    std::size_t i_ = 0;
   };
 
   std::size_t count_;
@@ -289,22 +299,16 @@ class generator_source final : public node<Example<host, T, L>> {
   std::size_t cardinality() const override { return unknown_cardinality; }
 
  private:
-  class iterator final : public element_iterator<E> {
+  class iterator final : public numbered_iterator<E> {
    public:
-    iterator(generator g, std::uint64_t epoch) : g_(std::move(g)), epoch_(epoch) {}
-    std::optional<E> next() override {
-      std::optional<E> e = call_user([&] { return g_(); }, i_, "generator of from_generator");
-      if (!e) return e;
-      e->record = i_;
-      e->key = mix_keys(epoch_, i_);
-      ++i_;
-      return e;
-    }
+    iterator(generator g, std::uint64_t epoch) : numbered_iterator<E>(epoch), g_(std::move(g)) {}
 
    private:
+    std::optional<E> produce(std::uint64_t i) override {
+      return call_user([&] { return g_(); }, i, "generator of from_generator");
+    }
+
     generator g_;
-    std::uint64_t epoch_;
-    std::size_t i_ = 0;
   };
 
   Make make_;

@@ -16,34 +16,13 @@
 #include "../../counters.hpp"
 #include "../../device.hpp"
 #include "../../error.hpp"
+#include "../../nn/losses.hpp"
 #include "../../tensor.hpp"
 #include "../../transfer.hpp"
 #include "../example.hpp"
 #include "node.hpp"
 
 namespace locus::data::detail {
-
-/// Throws label_error naming the record when a label of `e` lies outside [0, classes).
-template <class E>
-void check_example_labels(const E& e, std::size_t classes) {
-  if constexpr (std::is_same_v<typename E::label_type, std::int32_t>) {
-    const std::int32_t* y = e.y.data();
-    for (std::size_t i = 0; i < e.y.size(); ++i) {
-      if (y[i] >= 0 && static_cast<std::size_t>(y[i]) < classes) continue;
-      const std::string where = e.y.rank() == 0 ? "record " + std::to_string(e.record)
-                                                : "element " + std::to_string(i) +
-                                                      " of the batch that starts at record " +
-                                                      std::to_string(e.record);
-      throw label_error("locus::data: the label " + std::to_string(y[i]) + " of " + where +
-                            " is outside [0, " + std::to_string(classes) +
-                            ") (the model's output has " + std::to_string(classes) + " classes)",
-                        y[i], classes);
-    }
-  } else {
-    (void)e;
-    (void)classes;
-  }
-}
 
 /// How many uploads may be in flight per pass (pinned slots of an upload_stream).
 inline constexpr std::size_t upload_slots = 4;
@@ -78,8 +57,12 @@ class transfer_node final : public node<Example<Dst, T, L>> {
       Out out;
       out.record = e->record;
       out.key = e->key;
-      if constexpr (HostDevice<Src>) {
-        if (classes_) check_example_labels(*e, classes_);
+      if constexpr (HostDevice<Src> && std::is_same_v<L, std::int32_t>) {
+        if (classes_) {
+          nn::check_labels(
+              e->y.data(), e->y.size(), classes_,
+              "locus::data (the element that starts at record " + std::to_string(e->record) + ")");
+        }
       }
       if constexpr (streamed) {
         out.x = Tensor<T, Dst>(uninitialized, e->x.shape());

@@ -426,23 +426,20 @@ class Trainer {
     clear_label_record();
     dataset_batches<M, L> batches(model, ds, false, where);
     batches.begin_epoch(0);
-    tensor loss_sum = tensor::zeros({});
-    std::vector<MetricState<Dev, T>> metrics = fresh_metrics();
-    std::size_t n = 0;
-    std::optional<tensor> xb;
-    std::optional<Tensor<L, Dev>> yb;
-    while (batches.next(xb, yb)) {
-      const tensor out = model(*xb);
-      const tensor loss = with_loss<L, T, tensor>(
-          loss_, where, [&](const auto& l) { return loss_of(l, out, *yb, batch_labels_).value; });
-      const std::size_t count = xb->shape()[0];
-      loss_sum += loss * static_cast<T>(count);
-      for (auto& m : metrics) m.update_state(out, *yb);
-      n += count;
-    }
-    if (n == 0) throw argument_error(std::string(where) + ": the dataset is empty");
-    return read_logs(model, loss_sum, metrics, metric_keys(metrics_), n, prefix,
-                     device_label_status<L>(), where);
+    bool any = false;
+    Logs logs = evaluate_batches<L>(
+        model,
+        [&](const auto& use) {
+          std::optional<tensor> xb;
+          std::optional<Tensor<L, Dev>> yb;
+          while (batches.next(xb, yb)) {
+            use(*xb, *yb);
+            any = true;
+          }
+        },
+        prefix, device_label_status<L>(), where);
+    if (!any) throw argument_error(std::string(where) + ": the dataset is empty");
+    return logs;
   }
 
   struct snapshot final : WeightsSnapshot {
@@ -641,29 +638,42 @@ class Trainer {
     if constexpr (HostDevice<Dev>) {
       if (check_range) check_label_range<M, L>(model, y, nullptr, where);
     } else {
-      if (batch_labels_.status)
-        backend_t<Dev>::fill(batch_labels_.status->storage(), std::int32_t(0));
+      clear_label_record();
     }
+    const bool with_status = check_range && device_label_status<L>();
+    return evaluate_batches<L>(
+        model,
+        [&](const auto& use) {
+          for (std::size_t s = 0; s < n; s += batch_size) {
+            const std::size_t e = std::min(n, s + batch_size);
+            if (s == 0 && e == n) {
+              use(x, y);  // one batch: no slice copy
+            } else {
+              use(x.slice(s, e), y.slice(s, e));
+            }
+          }
+        },
+        prefix, with_status, where);
+  }
+
+  // Keras's evaluate over the batches `for_each_batch(use)` passes to use(x, y): the mean
+  // loss and metrics, summed on the device and read once (with the label record when
+  // with_status). Returns nothing for no batch; the callers say whether that is an error.
+  template <class L, class M, class ForEachBatch>
+  Logs evaluate_batches(M& model, ForEachBatch&& for_each_batch, const std::string& prefix,
+                        bool with_status, const char* where) {
     tensor loss_sum = tensor::zeros({});
     std::vector<MetricState<Dev, T>> metrics = fresh_metrics();
-    for (std::size_t s = 0; s < n; s += batch_size) {
-      const std::size_t e = std::min(n, s + batch_size);
-      const bool whole = s == 0 && e == n;
-      std::optional<tensor> xs;
-      std::optional<Tensor<L, Dev>> ys;
-      if (!whole) {
-        xs = x.slice(s, e);
-        ys = y.slice(s, e);
-      }
-      const tensor& xb = whole ? x : *xs;
-      const Tensor<L, Dev>& yb = whole ? y : *ys;
+    std::size_t n = 0;
+    for_each_batch([&](const tensor& xb, const Tensor<L, Dev>& yb) {
       const tensor out = model(xb);
       const tensor loss = with_loss<L, T, tensor>(
           loss_, where, [&](const auto& l) { return loss_of(l, out, yb, batch_labels_).value; });
-      loss_sum += loss * static_cast<T>(e - s);
+      const std::size_t count = xb.shape()[0];
+      loss_sum += loss * static_cast<T>(count);
       for (auto& m : metrics) m.update_state(out, yb);
-    }
-    const bool with_status = check_range && !HostDevice<Dev> && std::is_same_v<L, std::int32_t>;
+      n += count;
+    });
     return read_logs(model, loss_sum, metrics, metric_keys(metrics_), n, prefix, with_status,
                      where);
   }
