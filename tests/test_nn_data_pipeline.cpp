@@ -178,6 +178,34 @@ TEST(DataPipeline, RepeatTakeSkipAndCardinality) {
   EXPECT_EQ(records_of(gen.batch(3), 1, 1).size(), 7u);  // the generator is made anew per pass
 }
 
+TEST(DataPipeline, CacheReadsTheInputOnceAndReplaysItWithNewKeysEachEpoch) {
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  const auto src = HostSet::from_function(20, [calls](std::size_t i) {
+    ++*calls;
+    return data::Example<CPUDev>{Tensor<float, CPUDev>::full({1, 1, 1}, float(i)),
+                                 Tensor<std::int32_t, CPUDev>::zeros({})};
+  });
+  const auto cached = src.cache();
+  // A pass abandoned before its end keeps nothing.
+  {
+    auto pass = cached.open(0);
+    pass.next();
+    pass.next();
+  }
+  EXPECT_EQ(*calls, 2);
+  std::vector<std::uint64_t> keys0, keys1;
+  for (auto& e : cached.open(0)) keys0.push_back(e.key);
+  EXPECT_EQ(*calls, 22);
+  for (auto& e : cached.open(1)) keys1.push_back(e.key);
+  EXPECT_EQ(*calls, 22);                                          // replayed, not called again
+  for (auto& e : src.open(1)) EXPECT_EQ(e.key, keys1[e.record]);  // the keys a source gives
+  EXPECT_NE(keys0, keys1);
+  EXPECT_EQ(records_of(cached.shuffle(20, 4).batch(5), 1, 1),
+            records_of(src.shuffle(20, 4).batch(5), 1, 1));
+  EXPECT_NE(records_of(cached.shuffle(20, 4), 1, 1), records_of(cached.shuffle(20, 4), 1, 2));
+  EXPECT_EQ(*calls, 62);  // only the two passes over the uncached source called it
+}
+
 TEST(DataPipeline, ParallelMapGivesTheSameBatchesWhateverTheThreads) {
   const auto ds =
       HostSet::from_tensors(numbered_images(96, 6, 6), cyclic_labels(96, 10)).shuffle(40, 11);
@@ -442,6 +470,12 @@ TYPED_TEST(DataPipelineOn, TrainingFromDiskIsBoundedByThePrefetchDepth) {
     release_cached_memory<Dev>();
     set_memory_limit<Dev>(device_limit);
   }
+  // A warm-up on a batch of another dataset first: the device's first use (PoCL compiles
+  // every kernel with its LLVM, about 10 MB of the process) is not the pipeline's memory,
+  // and a warm-up through `ds` itself would leave its buffers to malloc for reuse.
+  m.fit(
+      to<Dev>(HostSet::from_tensors(numbered_images(64, 28, 28), cyclic_labels(64, 10)).batch(64)),
+      {.verbose = 0});
   struct peak_rss final : Callback {
     std::size_t base = resident_bytes(), peak = 0;
     void on_train_batch_end(TrainingContext&, std::size_t) override {

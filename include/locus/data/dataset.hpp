@@ -2,9 +2,10 @@
 // elements arrive on.
 //
 //   auto train = data::Dataset<>::from_idx(images, labels)       // streamed from disk
+//                    .cache()                                    // decoded once, kept
 //                    .shuffle(60000, /*seed=*/1)                 // reshuffled every epoch
 //                    .batch(256)
-//                    .map(data::normalize(0.286f, 0.353f), {.num_parallel_calls = 2});
+//                    .map(data::Normalize(0.286, 0.353), {.num_parallel_calls = 2});
 //   model.fit(locus::to<Device<GPU>>(train).prefetch(2), {.epochs = 5});
 //
 // A Dataset is an immutable description (copies share it); each pass (epoch) opens fresh
@@ -118,6 +119,10 @@ class Dataset {
   Dataset skip(std::size_t count) const {
     return then<detail::slice_node<element_type>>(count, infinite_cardinality);
   }
+  /// Keeps the elements of the first whole pass in memory and replays them in later passes
+  /// (the reads, decoding and maps before it run once; memory grows by the whole dataset).
+  /// Put it after the expensive stages and before shuffle.
+  Dataset cache() const { return then<detail::cache_node<element_type>>(); }
   /// Everything before this point runs on a background thread, up to `depth` elements
   /// ahead of the consumer (after to<Device<GPU, N>>, the uploads too).
   Dataset prefetch(std::size_t depth = 2) const {

@@ -264,6 +264,78 @@ class slice_node final : public node<E> {
   std::size_t skip_, take_;
 };
 
+// ---- cache ----------------------------------------------------------------------------------
+
+/// tf.data's cache(): the first pass that reaches its end keeps a copy of every element in
+/// memory, and later passes replay the copies instead of reading the input again, so the
+/// disk reads, decoding and maps before it run once. A pass abandoned before its end keeps
+/// nothing. A replayed element gets the random key a source gives its record in the new
+/// epoch, so random augmentation after the cache still differs between epochs.
+template <class E>
+class cache_node final : public node<E> {
+ public:
+  explicit cache_node(node_ptr<E> in) : in_(std::move(in)), store_(std::make_shared<store>()) {}
+  std::unique_ptr<element_iterator<E>> open(const pass_context& ctx) const override {
+    {
+      std::lock_guard lk(store_->mutex);
+      if (store_->elements) return std::make_unique<replay_iterator>(store_->elements, ctx.epoch);
+    }
+    return std::make_unique<filling_iterator>(in_->open(ctx), store_);
+  }
+  std::size_t cardinality() const override { return in_->cardinality(); }
+
+ private:
+  // Shared by every copy of the dataset, filled once.
+  struct store {
+    std::mutex mutex;
+    std::shared_ptr<const std::vector<E>> elements;  // guarded by mutex
+  };
+
+  class filling_iterator final : public element_iterator<E> {
+   public:
+    filling_iterator(std::unique_ptr<element_iterator<E>> in, std::shared_ptr<store> s)
+        : in_(std::move(in)), store_(std::move(s)) {}
+    std::optional<E> next() override {
+      std::optional<E> e = in_->next();
+      if (e) {
+        kept_.push_back(*e);
+      } else if (!published_) {
+        published_ = true;
+        auto all = std::make_shared<const std::vector<E>>(std::move(kept_));
+        std::lock_guard lk(store_->mutex);
+        if (!store_->elements) store_->elements = std::move(all);
+      }
+      return e;
+    }
+
+   private:
+    std::unique_ptr<element_iterator<E>> in_;
+    std::shared_ptr<store> store_;
+    std::vector<E> kept_;
+    bool published_ = false;
+  };
+
+  class replay_iterator final : public element_iterator<E> {
+   public:
+    replay_iterator(std::shared_ptr<const std::vector<E>> elements, std::uint64_t epoch)
+        : elements_(std::move(elements)), epoch_(epoch) {}
+    std::optional<E> next() override {
+      if (i_ == elements_->size()) return std::nullopt;
+      E e = (*elements_)[i_++];
+      e.key = mix_keys(epoch_, e.record);
+      return e;
+    }
+
+   private:
+    std::shared_ptr<const std::vector<E>> elements_;
+    std::uint64_t epoch_;
+    std::size_t i_ = 0;
+  };
+
+  node_ptr<E> in_;
+  std::shared_ptr<store> store_;
+};
+
 // ---- map ------------------------------------------------------------------------------------
 
 /// num_parallel_calls = autotune: one thread per hardware thread (tf.data.AUTOTUNE).
