@@ -493,5 +493,11 @@ TYPED_TEST(DataPipelineOn, TrainingFromDiskIsBoundedByThePrefetchDepth) {
   }
   // The data set as floats is 37.6 MB; a pass holds a shuffle buffer of 256 images, two
   // prefetched batches and a block of each file.
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MB by default) instead of
+  // reusing it, so the resident size measures the bytes allocated so far, not those live;
+  // the bound is checked in the other builds.
+#else
   EXPECT_LT(probe->peak > probe->base ? probe->peak - probe->base : 0, std::size_t{16} << 20);
+#endif
 }
