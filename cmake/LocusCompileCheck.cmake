@@ -10,6 +10,10 @@
 #   LOCUS_CC_SYNTAX_ONLY  ON: GCC/Clang run the front end only (-fsyntax-only), which
 #                         instantiates templates and fires every static_assert but skips
 #                         code generation (about twice as fast)
+#   LOCUS_CC_PCH          ON: the command force-includes the precompiled <locus/locus.hpp>
+#                         of locus_compile_check_pch; a PCH that is not built or that the
+#                         compiler cannot use fails the check (the verdict would not be
+#                         about the snippet, or GCC would quietly parse the header instead)
 # See LocusCompileFail.cmake.
 cmake_minimum_required(VERSION 3.20)
 
@@ -91,6 +95,38 @@ function(_locus_cc_redirect_outputs in_command out_command)
   set(${out_command} "${result}" PARENT_SCOPE)
 endfunction()
 
+# The PCH file the command uses must exist: Clang names it (`-Xclang -include-pch -Xclang
+# <file>`); GCC is given the header (`-include <header>`) and uses <header>.gch next to it
+# when there is one, else it parses the header's text without a word.
+function(_locus_cc_check_pch_exists command)
+  list(FILTER command EXCLUDE REGEX "^-Xclang$")
+  set(pch "")
+  set(next "")
+  foreach(arg IN LISTS command)
+    if(next STREQUAL "include-pch")
+      set(pch "${arg}")
+      break()
+    elseif(next STREQUAL "include" AND arg MATCHES "cmake_pch\\.hxx$")
+      set(pch "${arg}.gch")
+    endif()
+    set(next "")
+    if(arg STREQUAL "-include-pch")
+      set(next include-pch)
+    elseif(arg STREQUAL "-include")
+      set(next include)
+    endif()
+  endforeach()
+  if(pch STREQUAL "")
+    message(FATAL_ERROR "FAIL: this check uses the precompiled header of the compile checks, but "
+                        "its compile command includes none; reconfigure the build directory")
+  endif()
+  if(NOT EXISTS "${pch}")
+    message(FATAL_ERROR "FAIL: no precompiled header ${pch}: build the target "
+                        "locus_compile_check_pch (the test compile_checks.precompiled_header "
+                        "does), or configure with -DLOCUS_COMPILE_CHECK_PCH=OFF")
+  endif()
+endfunction()
+
 if(LOCUS_CC_STRATEGY STREQUAL "compdb")
   _locus_cc_from_compdb(command directory)
   _locus_cc_redirect_outputs("${command}" command)
@@ -98,6 +134,9 @@ if(LOCUS_CC_STRATEGY STREQUAL "compdb")
     list(APPEND command -fsyntax-only)
   endif()
   file(REMOVE "${LOCUS_CC_WORK_DIR}/check.o" "${LOCUS_CC_WORK_DIR}/check.obj")
+  if(LOCUS_CC_PCH)
+    _locus_cc_check_pch_exists("${command}")
+  endif()
 else()
   set(command "${CMAKE_COMMAND}" --build "${LOCUS_CC_BUILD_DIR}" --target "${LOCUS_CC_TARGET}")
   if(LOCUS_CC_CONFIG)
@@ -130,6 +169,14 @@ else()
   set(shown_output "${output}")
 endif()
 message("---- compiler output ----\n${shown_output}\n-------------------------")
+
+# A precompiled header the compiler could not use (stale, built with other flags): GCC
+# warns and parses the header instead (an error under -Werror), Clang stops.
+if(LOCUS_CC_PCH AND output MATCHES "invalid-pch|precompiled header|PCH file|AST file")
+  message(FATAL_ERROR "FAIL: the precompiled header of the compile checks could not be used "
+                      "(see the compiler output): rebuild the target locus_compile_check_pch, "
+                      "or configure with -DLOCUS_COMPILE_CHECK_PCH=OFF")
+endif()
 
 # GCC and Clang: "file:line:col: error: ..." or "fatal error: ..."; MSVC: "error C2338: ...".
 string(REGEX MATCH "[^\n]*(error|error C[0-9]+):[^\n]*" first_error "${output}")

@@ -2,8 +2,9 @@
 # Installs everything locus needs to build, test, benchmark and run its examples on
 # Debian 12 (bookworm): compilers and build tools, xtensor/xsimd, the OpenCL loader and
 # headers, PoCL (an OpenCL implementation on the CPU, used as the device in tests and CI),
-# HDF5, libzip and nlohmann-json (the io component), GoogleTest, Google Benchmark, the
-# peers the benchmarks compare against (OpenBLAS, CLBlast) and the Fashion-MNIST data set.
+# HDF5, libzip and nlohmann-json (the io component), Open MPI (the mpi component: training
+# across processes), GoogleTest, Google Benchmark, the peers the benchmarks compare against
+# (OpenBLAS, CLBlast) and the Fashion-MNIST data set.
 #
 # Non-interactive and idempotent: packages already installed are left alone, and
 # `apt-get update` is skipped when nothing is missing. Run as root, or as a user with sudo.
@@ -19,6 +20,8 @@ PACKAGES=(
   ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers pocl-opencl-icd clinfo
   # the io component (saving and loading models): HDF5, libzip, nlohmann-json
   libhdf5-dev libzip-dev nlohmann-json3-dev
+  # the mpi component (data-parallel training across processes): Open MPI and mpirun
+  libopenmpi-dev openmpi-bin
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libclblast-dev
   # examples

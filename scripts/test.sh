@@ -4,18 +4,26 @@
 #   deps      scripts/install-deps.sh (apt-get; as root, or through sudo)
 #   opencl    clinfo must list at least one OpenCL device: a CI without one FAILS
 #   release   Release build with -Werror in build/ci (tests, examples, benchmarks, doctor)
-#   ctest     every test of build/ci: unit, compile-fail/pass, the -march matrix (one
-#             translation unit of every CPU kernel compiled at -O3 -Werror for each x86-64
-#             level and server CPU, with and without -mtune=generic, and native), the
-#             install-deps root/sudo check, doctor, examples (--quick)
-#   clang     the compile-fail/pass tests and the -march matrix again with clang++
+#   ctest     every test of build/ci: unit, compile-fail/pass (through one precompiled
+#             <locus/locus.hpp>, LOCUS_COMPILE_CHECK_PCH), the -march matrix (one
+#             translation unit of every CPU kernel compiled at -O3 -Werror for x86-64-v2/
+#             v3/v4, cooperlake and icelake-server with -mtune=generic, sapphirerapids with
+#             its own and generic tuning, and native; a whole training step for x86-64-v4
+#             and native; why each: tests/CMakeLists.txt), the install-deps root/sudo
+#             check, doctor, examples (--quick)
+#   clang     the compile-fail/pass tests and the -march matrix (x86-64-v2/v3/v4,
+#             sapphirerapids, native: no -mtune twins) again with clang++
 #   asan      ASan+UBSan build (-O1, LOCUS_PORTABLE: the generic SIMD path whatever the
 #             CPU) in build/ci-asan; runs the kernel unit tests, one model-level unit
-#             (LOCUS_SANITIZE_ALL_TESTS=OFF, see tests/CMakeLists.txt) and the io tests
+#             (LOCUS_SANITIZE_ALL_TESTS=OFF, see tests/CMakeLists.txt; the concurrency
+#             tests are left to tsan) and the io tests
 #   tsan      ThreadSanitizer build of the concurrency tests (tests/test_nn_concurrency.cpp)
-#             in build/ci-tsan; runs them on the host and on PoCL
-#   install   install to a temporary prefix, build and run examples/consumer (locus alone)
-#             and examples/consumer_io (the io component and the installed locus-model)
+#             and of the replicas on threads (tests/test_parallel_mirrored.cpp)
+#             in build/ci-tsan; runs them on the host and on PoCL (the only sanitizer
+#             that runs them)
+#   install   install to a temporary prefix, build and run examples/consumer (locus alone),
+#             examples/consumer_io (the io component and the installed locus-model) and
+#             examples/consumer_mpi (the mpi component, two ranks)
 # Prints the time of each phase and a final "N passed, M failed" line; exits non-zero on
 # any failure.
 #
@@ -239,7 +247,12 @@ if cmake --install build/ci --prefix "${PREFIX}" &&
      -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PREFIX}" \
      -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON &&
    cmake --build build/consumer_io -j "${JOBS}" &&
-   run_ctest consumer_io --test-dir build/consumer_io; then
+   run_ctest consumer_io --test-dir build/consumer_io &&
+   cmake -S examples/consumer_mpi -B build/consumer_mpi "${GENERATOR[@]}" \
+     -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PREFIX}" \
+     -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON &&
+   cmake --build build/consumer_mpi -j "${JOBS}" &&
+   run_ctest consumer_mpi --test-dir build/consumer_mpi; then
   phase_end ok
 else
   phase_end FAILED

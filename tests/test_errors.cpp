@@ -95,6 +95,7 @@ TEST(Errors, Hierarchy) {
   static_assert(std::is_base_of_v<device_error, opencl_error>);
   static_assert(std::is_base_of_v<error, io_error>);
   static_assert(std::is_base_of_v<io_error, format_error>);
+  static_assert(std::is_base_of_v<error, communication_error>);
   static_assert(std::is_base_of_v<std::runtime_error, error>);
   const auto x = Tensor<float, CPUDev>::zeros({2});
   bool caught = false;

@@ -111,6 +111,15 @@ class opencl_error : public device_error {
   int code_;
 };
 
+/// Processes training together could not complete a collective operation (MPI): another
+/// process failed, stopped answering, or the transport reported an error. The operation
+/// cannot be retried (a collective that one process left never completes), so a program
+/// stops every process when it sees this (mpi::DataParallel::fit does).
+class communication_error : public error {
+ public:
+  using error::error;
+};
+
 /// Reading or writing a file failed (missing, unreadable, not writable).
 class io_error : public error {
  public:

@@ -26,3 +26,4 @@
 #include "data/dataset.hpp"
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"
+#include "parallel.hpp"

@@ -119,6 +119,16 @@ class Dataset {
   Dataset skip(std::size_t count) const {
     return then<detail::slice_node<element_type>>(count, infinite_cardinality);
   }
+  /// Every `count`-th element, starting at `index` (tf.data's shard): shard i of n for
+  /// replica or rank i. Shard before batching, after a seeded shuffle, so that the shards of
+  /// one pass partition it.
+  Dataset shard(std::size_t count, std::size_t index) const {
+    if (count == 0 || index >= count) {
+      throw argument_error("locus::data::Dataset::shard: index " + std::to_string(index) + " of " +
+                           std::to_string(count) + " shards");
+    }
+    return then<detail::shard_node<element_type>>(count, index);
+  }
   /// Keeps the elements of the first whole pass in memory and replays them in later passes
   /// (the reads, decoding and maps before it run once; memory grows by the whole dataset).
   /// Put it after the expensive stages and before shuffle.

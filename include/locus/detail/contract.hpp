@@ -199,6 +199,90 @@ LOCUS_BOUND_OBJECT_MISMATCH_(optimizer_device_mismatch, "an optimizer",
                              "model, {.optimizer = true}")
 LOCUS_BOUND_OBJECT_MISMATCH_(dataset_device_mismatch, "a dataset", "dataset")
 
+// ---- data-parallel replicas (parallel/mirrored.hpp) -------------------------------------
+//
+// Mirrored splits each global batch from the host, so its data lives on Device<CPU>; data on
+// a device would have to come back first. Named for each device a program can name.
+template <class Dev, class Context = void>
+struct mirrored_data_on_device {};
+#define LOCUS_MIRRORED_DATA_(N)                                                     \
+  template <class Context>                                                          \
+  struct mirrored_data_on_device<Device<GPU, N>, Context> {                         \
+    static_assert(dependent_false<Context>,                                       \
+                  "locus: Mirrored splits each global batch from Device<CPU>; "   \
+                  "data on " LOCUS_GPU_(N) " cannot feed it: give it host data, " \
+                  "e.g. locus::to<" LOCUS_QCPU_ ">(x)"); \
+  };
+LOCUS_MIRRORED_DATA_(0)
+LOCUS_MIRRORED_DATA_(1)
+LOCUS_MIRRORED_DATA_(2)
+LOCUS_MIRRORED_DATA_(3)
+#undef LOCUS_MIRRORED_DATA_
+
+// A device listed twice: two replicas cannot share one device's memory and queue.
+template <class Dev, class Context = void>
+struct mirrored_duplicate_device {
+  static_assert(dependent_false<Dev, Context>,
+                "locus: Mirrored lists one device twice (named in the 'required from' note); "
+                "give each replica a device of its own");
+};
+template <class Context>
+struct mirrored_duplicate_device<Device<CPU>, Context> {
+  static_assert(dependent_false<Context>,
+                "locus: Mirrored lists Device<CPU> twice; give each replica a device of its "
+                "own, e.g. Mirrored<Device<GPU, 0>, Device<GPU, 1>>");
+};
+#define LOCUS_MIRRORED_TWICE_(N)                                                       \
+  template <class Context>                                                             \
+  struct mirrored_duplicate_device<Device<GPU, N>, Context> {                          \
+    static_assert(dependent_false<Context>,                                          \
+                  "locus: Mirrored lists " LOCUS_GPU_(N) " twice; give each replica a " \
+                  "device of its own, e.g. Mirrored<Device<GPU, 0>, Device<GPU, 1>>"); \
+  };
+LOCUS_MIRRORED_TWICE_(0)
+LOCUS_MIRRORED_TWICE_(1)
+LOCUS_MIRRORED_TWICE_(2)
+LOCUS_MIRRORED_TWICE_(3)
+#undef LOCUS_MIRRORED_TWICE_
+
+// replica<D>() for a device that holds no replica: names the device asked for and, as the
+// fix, the first replica's device.
+template <class First, class Asked, class Context = void>
+struct mirrored_no_replica {
+  static_assert(dependent_false<First, Asked, Context>,
+                "locus: this Mirrored model has no replica on the device asked for (named in "
+                "the 'required from' note); ask for one of its devices, e.g. replica<0>()");
+};
+#define LOCUS_NO_REPLICA_(F, A, FS, AS, FQ)                               \
+  template <class Context>                                                \
+  struct mirrored_no_replica<F, A, Context> {                             \
+    static_assert(dependent_false<Context>,                               \
+                  "locus: this Mirrored model has no replica on " AS      \
+                  "; "                                                    \
+                  "ask for one it has, e.g. replica<" FQ ">() (" FS ")"); \
+  };
+#define LOCUS_NO_REPLICA_CPU_GPU_(N)                                                    \
+  LOCUS_NO_REPLICA_(Device<CPU>, Device<GPU LOCUS_COMMA_ N>, LOCUS_CPU_, LOCUS_GPU_(N), \
+                    LOCUS_QCPU_)                                                        \
+  LOCUS_NO_REPLICA_(Device<GPU LOCUS_COMMA_ N>, Device<CPU>, LOCUS_GPU_(N), LOCUS_CPU_, \
+                    LOCUS_QGPU_(N))
+#define LOCUS_NO_REPLICA_GPU_(A, B)                                                        \
+  LOCUS_NO_REPLICA_(Device<GPU LOCUS_COMMA_ A>, Device<GPU LOCUS_COMMA_ B>, LOCUS_GPU_(A), \
+                    LOCUS_GPU_(B), LOCUS_QGPU_(A))
+LOCUS_NO_REPLICA_CPU_GPU_(0)
+LOCUS_NO_REPLICA_CPU_GPU_(1)
+LOCUS_NO_REPLICA_CPU_GPU_(2)
+LOCUS_NO_REPLICA_CPU_GPU_(3)
+LOCUS_NO_REPLICA_GPU_(0, 2)
+LOCUS_NO_REPLICA_GPU_(0, 3)
+LOCUS_NO_REPLICA_GPU_(1, 2)
+LOCUS_NO_REPLICA_GPU_(1, 3)
+LOCUS_NO_REPLICA_GPU_(2, 0)
+LOCUS_NO_REPLICA_GPU_(1, 0)
+#undef LOCUS_NO_REPLICA_GPU_
+#undef LOCUS_NO_REPLICA_CPU_GPU_
+#undef LOCUS_NO_REPLICA_
+
 #undef LOCUS_BOUND_OBJECT_MISMATCH_
 #undef LOCUS_BOUND_GPU_
 #undef LOCUS_BOUND_CPU_GPU_

@@ -41,6 +41,8 @@ struct Tape {
   std::vector<Saved<Dev, T>> saved;           // per call
   std::vector<std::vector<Shape>> in_shapes, out_shapes;
   std::vector<std::uint64_t> seeds;  // per call
+  // The other replicas of a data-parallel step (handed to every call's Saved).
+  const CrossReplica<Dev, T>* replicas = nullptr;
 };
 
 template <AnyDevice Dev, class T>
@@ -134,6 +136,7 @@ class Executor {
       Forward<Dev, T> f;
       f.in = args;
       f.w = lw.all;
+      tape.saved[c].replicas = tape.replicas;
       f.saved = &tape.saved[c];
       f.state = lw.state;
       f.seed = tape.seeds[c];

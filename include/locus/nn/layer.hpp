@@ -199,11 +199,26 @@ class LayerSpec : public Layer {
 
 // ---- execution -------------------------------------------------------------------------
 
+/// The replicas of a data-parallel training step (parallel/mirrored.hpp), for a layer whose
+/// training call needs the global batch's statistics (synchronized batch normalisation).
+/// Every replica calls sum() at the same point of its step, with tensors of equal shapes;
+/// each tensor becomes the element-wise sum over the replicas, the same on all of them.
+template <AnyDevice Dev, class T>
+class CrossReplica {
+ public:
+  virtual ~CrossReplica() = default;
+  virtual void sum(const std::vector<Tensor<T, Dev>*>& ts) const = 0;
+};
+
 /// What one training call of a layer keeps for its backward pass (owned by the caller).
 template <AnyDevice Dev, class T>
 struct Saved {
   std::vector<Tensor<T, Dev>> tensors;
   std::vector<Tensor<std::int32_t, Dev>> indices;
+  /// Host numbers the backward pass needs (row counts, say).
+  std::vector<double> scalars;
+  /// The other replicas of this step, when the model is one of several (else null).
+  const CrossReplica<Dev, T>* replicas = nullptr;
 };
 
 /// One input of a layer call. When the caller no longer needs the tensor, take() moves

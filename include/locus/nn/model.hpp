@@ -56,6 +56,9 @@ struct ModelCopyOptions {
   bool optimizer = false;
 };
 
+template <class T, AnyDevice... Devs>
+class MirroredModel;
+
 template <AnyDevice Dev, class T = float>
 class Model {
   static_assert(std::is_floating_point_v<T>, "locus::Model: models compute in float or double");
@@ -563,6 +566,8 @@ class Model {
   friend class Model;
   template <AnyDevice, class>
   friend class nn::Trainer;
+  template <class, AnyDevice...>
+  friend class MirroredModel;
 
   Model() = default;
 
@@ -742,6 +747,7 @@ class Model {
                      nn::LabelRecord<Dev>& rec, OnOutput&& on_output) {
     const tensor* in[] = {&x};
     nn::Tape<Dev, T> tape;
+    tape.replicas = replicas_;
     const auto outs = exec_->forward(tape, in, layer_weights_, step_++);
     nn::loss_value<T, Dev> lv = nn::loss_of(loss, *outs[0], y, rec);
     on_output(*outs[0]);
@@ -820,6 +826,9 @@ class Model {
   // Sparse labels out of range seen on the device by value_and_gradient (read by
   // check_labels, fit and evaluate).
   nn::LabelRecord<Dev> custom_loop_labels_;
+  // The other replicas, when this model is one replica of a MirroredModel (which sets it):
+  // the training steps' layers that synchronise across replicas meet them through it.
+  const nn::CrossReplica<Dev, T>* replicas_ = nullptr;
 };
 
 /// A copy of `model` on device Dst: the same description, every weight crossing with one

@@ -264,6 +264,48 @@ class slice_node final : public node<E> {
   std::size_t skip_, take_;
 };
 
+// ---- shard ----------------------------------------------------------------------------------
+
+/// tf.data's shard(n, index): the elements whose position in the pass is index mod n. Every
+/// shard reads the whole input (and drops the rest), so the n shards of one pass, shuffled
+/// with one seed, partition it exactly: data-parallel replicas and MPI ranks each take one.
+template <class E>
+class shard_node final : public node<E> {
+ public:
+  shard_node(node_ptr<E> in, std::size_t count, std::size_t index)
+      : in_(std::move(in)), count_(count), index_(index) {}
+  std::unique_ptr<element_iterator<E>> open(const pass_context& ctx) const override {
+    return std::make_unique<iterator>(in_->open(ctx), count_, index_);
+  }
+  std::size_t cardinality() const override {
+    const std::size_t c = in_->cardinality();
+    if (c == unknown_cardinality || c == infinite_cardinality) return c;
+    return c / count_ + (index_ < c % count_ ? 1 : 0);
+  }
+
+ private:
+  class iterator final : public element_iterator<E> {
+   public:
+    iterator(std::unique_ptr<element_iterator<E>> in, std::size_t count, std::size_t index)
+        : in_(std::move(in)), count_(count), skip_(index) {}
+    std::optional<E> next() override {
+      for (; skip_ > 0; --skip_) {
+        if (!in_->next()) return std::nullopt;
+      }
+      std::optional<E> e = in_->next();
+      if (e) skip_ = count_ - 1;
+      return e;
+    }
+
+   private:
+    std::unique_ptr<element_iterator<E>> in_;
+    std::size_t count_, skip_;
+  };
+
+  node_ptr<E> in_;
+  std::size_t count_, index_;
+};
+
 // ---- cache ----------------------------------------------------------------------------------
 
 /// tf.data's cache(): the first pass that reaches its end keeps a copy of every element in

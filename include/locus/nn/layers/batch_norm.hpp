@@ -2,12 +2,18 @@
 // learnable gamma and beta). A training call normalises with the batch statistics and
 // updates the moving averages (biased variance, as Keras does); inference uses the moving
 // averages, folded into one scale and one shift per channel.
+//
+// synchronized (Keras's flag of the same name): in a data-parallel step (Mirrored), the
+// statistics are the global batch's, summed across the replicas in the forward pass and
+// again in the backward pass, so that N replicas of m rows compute what one device does
+// with N x m rows. Elsewhere (one model on one device) it changes nothing, as in Keras.
 #pragma once
 
 #include <cmath>
 #include <string>
 
 #include "../../ops/reduce.hpp"
+#include "../../transfer.hpp"
 #include "common.hpp"
 
 namespace locus::layers {
@@ -17,6 +23,8 @@ struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
   double epsilon = 1e-3;
   bool center = true;  ///< learn beta
   bool scale = true;   ///< learn gamma
+  /// Statistics of the global batch across data-parallel replicas (see above).
+  bool synchronized = false;
   BatchNormalization() = default;
   BatchNormalization(double m, double e) : momentum(m), epsilon(e) {}
 
@@ -36,7 +44,7 @@ struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
                          {"gamma_regularizer", nullptr},
                          {"beta_constraint", nullptr},
                          {"gamma_constraint", nullptr},
-                         {"synchronized", false}});
+                         {"synchronized", synchronized}});
   }
   static BatchNormalization from_config(const nn::Config& c) {
     BatchNormalization b;
@@ -48,6 +56,7 @@ struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
     if (const auto* e = c.find("epsilon")) b.epsilon = e->as_double();
     if (const auto* v = c.find("center")) b.center = v->as_bool();
     if (const auto* v = c.find("scale")) b.scale = v->as_bool();
+    if (const auto* v = c.find("synchronized")) b.synchronized = v->as_bool();
     if (!(b.epsilon > 0)) throw config_error("locus::BatchNormalization: epsilon must be positive");
     // Batch renormalisation changes what training computes; refused rather than ignored.
     if (const auto* r = c.find("renorm"); r && r->is_bool() && r->as_bool())
@@ -88,11 +97,22 @@ struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
       out[0] = out[0] * k + shift;
       return out;
     }
-    const T inv_rows = T(1) / static_cast<T>(rows ? rows : 1);
+    // Synchronized across replicas: sums over every replica's rows (one all-reduce for the
+    // sums and the row count, one for the squared deviations from the global mean).
+    const nn::CrossReplica<Dev, T>* replicas = synchronized ? f.saved->replicas : nullptr;
     tensor mean = detail::sum_rows(x, rows, c);
+    double total = static_cast<double>(rows);
+    if (replicas) {
+      tensor count = tensor::zeros({1}) + static_cast<T>(rows);
+      replicas->sum({&mean, &count});
+      total = static_cast<double>(to<Device<CPU>>(count).item());
+      f.saved->scalars = {static_cast<double>(rows), total};
+    }
+    const T inv_rows = T(1) / static_cast<T>(total > 0 ? total : 1);
     mean *= inv_rows;
     tensor centered = x - mean;
     tensor var = detail::sum_rows(tensor(square(centered)), rows, c);
+    if (replicas) replicas->sum({&var});
     var *= inv_rows;
     tensor inv_std = T(1) / sqrt(var + eps);
     tensor xhat = std::move(centered);
@@ -130,7 +150,18 @@ struct BatchNormalization : nn::LayerSpec<BatchNormalization> {
       // dx = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))
       const T inv_rows = T(1) / static_cast<T>(rows ? rows : 1);
       tensor k = scale ? tensor(*b.w[0] * inv_std) : inv_std;
-      dx[0] = k * (dy - dbeta * inv_rows - xhat * (dgamma * inv_rows));
+      if (b.saved.replicas && !b.saved.scalars.empty()) {
+        // Synchronized: the sums run over the global batch. Each replica's dy is the
+        // gradient of its own rows' mean loss, m/M of the global one, so its share of the
+        // sums is weighted by m/M; dx comes back in the replica's units (times M/m).
+        const T share = static_cast<T>(b.saved.scalars[0] / b.saved.scalars[1]);
+        tensor s1 = dbeta * share;
+        tensor s2 = dgamma * share;
+        b.saved.replicas->sum({&s1, &s2});
+        dx[0] = k * (dy - s1 * inv_rows - xhat * (s2 * inv_rows));
+      } else {
+        dx[0] = k * (dy - dbeta * inv_rows - xhat * (dgamma * inv_rows));
+      }
     }
     std::size_t j = 0;
     if (scale) b.dw[j++] = std::move(dgamma);

@@ -33,6 +33,7 @@
 #include "../optimizers.hpp"
 #include "callbacks.hpp"
 #include "progress.hpp"
+#include "reducer.hpp"
 
 namespace locus {
 
@@ -78,6 +79,12 @@ struct FitOptions {
   /// pass continues across epochs and a pass that ends is followed by the next (as repeat()).
   std::size_t steps_per_epoch = 0;
   std::ostream* out = &std::cout;
+  /// The epoch to start at (Keras's initial_epoch): a run resumed from a checkpoint of
+  /// epoch k passes k, so that epochs are numbered, and datasets shuffled, as in one run.
+  std::size_t initial_epoch = 0;
+  /// Data-parallel training: the replicas' common gradients, state, logs and stopping (set
+  /// by Mirrored and mpi::DataParallel; see reducer.hpp).
+  GradientReducer<Dev, T>* reducer = nullptr;
 };
 
 /// Loss and gradients of one batch (custom training loops).
@@ -245,12 +252,15 @@ class Trainer {
    public:
     tensor_batches(const tensor& x, const Tensor<L, Dev>& y, std::size_t batch, bool shuffle,
                    std::uint64_t seed)
-        : x_(x), y_(y), batch_(batch), shuffle_(shuffle), rng_(seed), order_(x.shape()[0]) {}
-    void begin_epoch(std::size_t) {
+        : x_(x), y_(y), batch_(batch), shuffle_(shuffle), seed_(seed), order_(x.shape()[0]) {}
+    void begin_epoch(std::size_t epoch) {
       s_ = 0;
       if (!shuffle_) return;
+      // Each epoch's order depends on (seed, epoch) alone, so that a run resumed at
+      // initial_epoch shuffles as the uninterrupted run did.
+      std::mt19937_64 rng(seed_ + 0x9E3779B97F4A7C15ull * (epoch + 1));
       std::iota(order_.begin(), order_.end(), 0);
-      std::shuffle(order_.begin(), order_.end(), rng_);
+      std::shuffle(order_.begin(), order_.end(), rng);
       perm_ = to<Dev>(Tensor<std::int32_t, Device<CPU>>::from_data({order_.size()}, order_.data()));
     }
     bool next(std::optional<tensor>& xb, std::optional<Tensor<L, Dev>>& yb) {
@@ -268,7 +278,7 @@ class Trainer {
     const Tensor<L, Dev>& y_;
     std::size_t batch_;
     bool shuffle_;
-    std::mt19937_64 rng_;
+    std::uint64_t seed_;
     std::vector<std::int32_t> order_;
     std::optional<Tensor<std::int32_t, Dev>> perm_;
     std::size_t s_ = 0;
@@ -349,7 +359,12 @@ class Trainer {
 
     for (auto* cb : cbs) cb->on_train_begin(ctx);
     Logs last;
-    for (std::size_t epoch = 0; epoch < o.epochs; ++epoch) {
+    if (o.initial_epoch >= o.epochs && o.epochs > 0) {
+      throw argument_error(std::string(where) + ": initial_epoch " +
+                           std::to_string(o.initial_epoch) + " leaves none of the " +
+                           std::to_string(o.epochs) + " epochs to run");
+    }
+    for (std::size_t epoch = o.initial_epoch; epoch < o.epochs; ++epoch) {
       for (auto* cb : cbs) cb->on_epoch_begin(ctx, epoch);
       batches.begin_epoch(epoch);
       ctx.begin_epoch(fresh_metrics());
@@ -364,8 +379,9 @@ class Trainer {
             for (auto& m : ctx.metrics) m.update_state(out, *yb);
           });
         });
-        optimizer_.apply(model.parameters());
         const std::size_t count = xb->shape()[0];
+        if (o.reducer) o.reducer->reduce_gradients(model.parameters(), count);
+        optimizer_.apply(model.parameters());
         ctx.loss_sum += loss * static_cast<T>(count);
         ctx.seen += count;
         for (auto* cb : cbs) cb->on_train_batch_end(ctx, step);
@@ -377,6 +393,7 @@ class Trainer {
       if (!steps) ctx.learned_steps(step);
       Logs logs =
           read_logs(model, ctx.loss_sum, ctx.metrics, keys, ctx.seen, "", label_status, where);
+      if (o.reducer) o.reducer->end_epoch(model, logs, ctx.seen);
       if (o.validation_data.x || o.validation_data.dataset) {
         for (auto* cb : cbs) cb->on_test_begin(ctx);
         // Validation tensors were checked with the training labels; a validation dataset
@@ -390,7 +407,7 @@ class Trainer {
       }
       for (auto* cb : cbs) cb->on_epoch_end(ctx, epoch, logs);
       last = logs;
-      if (ctx.stop_requested()) break;
+      if (o.reducer ? o.reducer->stop(ctx.stop_requested()) : ctx.stop_requested()) break;
     }
     for (auto* cb : cbs) cb->on_train_end(ctx, last);
     return history;
