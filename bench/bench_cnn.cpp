@@ -29,6 +29,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "guarded.hpp"
+
 #include "../examples/headline_cnn_model.hpp"
 #include "../examples/residual_cnn_model.hpp"
 
@@ -128,15 +130,7 @@ FitOptions<Dev, float, std::int32_t> fit_options(std::size_t iteration) {
   return o;
 }
 
-// Runs body(); an exception (at setup or in the loop) becomes SkipWithError.
-template <class F>
-void guarded(benchmark::State& state, F&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-  }
-}
+using locus_bench::guarded;
 
 template <class Dev, net N>
 void cnn_train_fit(benchmark::State& state) {

@@ -18,6 +18,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "guarded.hpp"
+
 #include "../examples/headline_cnn_model.hpp"
 
 #include <cstddef>
@@ -47,14 +49,7 @@ struct host_batches {
   }
 };
 
-template <class F>
-void guarded(benchmark::State& state, F&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-  }
-}
+using locus_bench::guarded;
 
 template <AnyDevice Dev>
 void dp_train_single(benchmark::State& state) {

@@ -339,3 +339,25 @@ function(_locus_add_compile_controls)
     locus_add_compile_pass_test(NAME compile_fail.controls_${batch} SOURCE "${file}")
   endwhile()
 endfunction()
+
+# locus_add_component_compile_fail_tests(DIR <dir> LIBRARIES <target>...): the compile-fail
+# rules of a package component (tests/io/compile_fail, tests/mpi/compile_fail). Each snippet
+# must fail with its `// EXPECT:` first error line when LOCUS_SHOULD_FAIL is defined, and
+# compile without it (its control, compile_fail.<rule>.control), both linked with LIBRARIES.
+function(locus_add_component_compile_fail_tests)
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "DIR" "LIBRARIES")
+  file(GLOB sources CONFIGURE_DEPENDS "${arg_DIR}/*.cpp")
+  list(SORT sources)
+  foreach(source IN LISTS sources)
+    get_filename_component(rule "${source}" NAME_WE)
+    file(STRINGS "${source}" first_line LIMIT_COUNT 1)
+    if(NOT first_line MATCHES "^// EXPECT: (.+)$")
+      message(FATAL_ERROR "${source}: the first line must be `// EXPECT: <regex>`")
+    endif()
+    string(STRIP "${CMAKE_MATCH_1}" expect)
+    locus_add_compile_fail_test(NAME compile_fail.${rule} SOURCE "${source}" EXPECT "${expect}"
+                                DEFINITIONS LOCUS_SHOULD_FAIL LIBRARIES ${arg_LIBRARIES})
+    locus_add_compile_pass_test(NAME compile_fail.${rule}.control SOURCE "${source}"
+                                LIBRARIES ${arg_LIBRARIES})
+  endforeach()
+endfunction()

@@ -214,7 +214,8 @@ class MirroredModel {
     (void)sizeof(host_data<DY>);
     Gradients g;
     if constexpr (HostDevice<DX> && HostDevice<DY> && std::is_same_v<TX, T>) {
-      const std::size_t n = check_global_batch(x.shape()[0], "value_and_gradient");
+      const std::size_t n =
+          check_global_batch(x.shape()[0], "locus::Mirrored::value_and_gradient: the global batch");
       std::array<double, replicas> losses{};
       // On a thread per replica, as fit: synchronized layers meet across replicas mid-step.
       on_every_replica([&]<std::size_t I>() {
@@ -308,10 +309,10 @@ class MirroredModel {
     if (first) std::rethrow_exception(first);
   }
 
-  std::size_t check_global_batch(std::size_t rows, const char* where) const {
+  // Every replica needs a row of each global batch; `batch` names the batch in the error.
+  static std::size_t check_global_batch(std::size_t rows, const std::string& batch) {
     if (rows < replicas) {
-      throw argument_error(std::string("locus::Mirrored::") + where + ": a global batch of " +
-                           std::to_string(rows) + " rows cannot be split across " +
+      throw argument_error(batch + " has " + std::to_string(rows) + " rows, fewer than the " +
                            std::to_string(replicas) +
                            " replicas (each needs a row); use a larger batch, or "
                            "batch(n, /*drop_remainder=*/true)");
@@ -420,13 +421,9 @@ class MirroredModel {
               ValidationData<device<0>, T, L>(locus::to<device<0>>(*o.validation_data.dataset));
       }
       const auto share = global_batches.map([](data::Example<host, T, L> e) {
-        const std::size_t rows = e.x.shape()[0];
-        if (rows < replicas) {
-          throw argument_error("locus::Mirrored::fit: the global batch that starts at record " +
-                               std::to_string(e.record) + " has " + std::to_string(rows) +
-                               " rows, fewer than the " + std::to_string(replicas) +
-                               " replicas; use a larger batch or drop_remainder");
-        }
+        const std::size_t rows = check_global_batch(
+            e.x.shape()[0], "locus::Mirrored::fit: the global batch that starts at record " +
+                                std::to_string(e.record));
         const auto [lo, hi] = parallel::detail::share_of(rows, I, replicas);
         e.x = e.x.slice(lo, hi);
         e.y = e.y.slice(lo, hi);
