@@ -42,6 +42,14 @@ class config_error : public argument_error {
   using argument_error::argument_error;
 };
 
+/// A request that is well formed but that this build or machine cannot serve, refused
+/// rather than served some other way: a layer an inference plan has no lowering for, an
+/// int8 kernel the CPU lacks, a device without what a quantized plan needs.
+class unsupported_error : public argument_error {
+ public:
+  using argument_error::argument_error;
+};
+
 /// A class label outside [0, classes) given to a sparse loss (Keras raises
 /// InvalidArgumentError on the CPU). label() is the offending value (the smallest negative
 /// one, else the largest one), classes() the number of classes of the model's output.

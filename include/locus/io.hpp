@@ -11,4 +11,5 @@
 #include "io/checkpoint.hpp"
 #include "io/load.hpp"
 #include "io/npy.hpp"
+#include "io/quantized.hpp"
 #include "io/save.hpp"

@@ -27,3 +27,4 @@
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"
 #include "parallel.hpp"
+#include "inference.hpp"

@@ -93,6 +93,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "../error.hpp"
@@ -156,8 +157,16 @@ namespace detail::nn {
 
 // Argument checks shared by every backend: the kernels index buffers with the geometry,
 // so a geometry that does not match the buffers must be refused before any launch.
-inline void require(bool ok, const char* fn, const std::string& what) {
-  if (!ok) throw argument_error(std::string("locus::nn_backend::") + fn + ": " + what);
+// The message is a string or a callable that builds one, called only on failure: the checks
+// run before every launch, and a passing check allocates nothing.
+template <class What>
+void require(bool ok, const char* fn, const What& what) {
+  if (ok) return;
+  if constexpr (std::is_invocable_v<const What&>) {
+    throw argument_error(std::string("locus::nn_backend::") + fn + ": " + what());
+  } else {
+    throw argument_error(std::string("locus::nn_backend::") + fn + ": " + std::string(what));
+  }
 }
 
 inline std::size_t conv_cols_size(const conv_geometry& g) {
@@ -168,12 +177,14 @@ inline void check_conv(const conv_geometry& g, std::size_t x_size, std::size_t c
                        const char* fn) {
   require(g.kh > 0 && g.kw > 0, fn, "the kernel window must be at least 1x1");
   require(g.sh > 0 && g.sw > 0, fn, "strides must be at least 1");
-  require(x_size >= g.n * g.h * g.w * g.c, fn,
-          "the image buffer holds " + std::to_string(x_size) + " elements, the geometry needs " +
-              std::to_string(g.n * g.h * g.w * g.c));
-  require(cols_size >= conv_cols_size(g), fn,
-          "the column buffer holds " + std::to_string(cols_size) +
-              " elements, the geometry needs " + std::to_string(conv_cols_size(g)));
+  require(x_size >= g.n * g.h * g.w * g.c, fn, [&] {
+    return "the image buffer holds " + std::to_string(x_size) + " elements, the geometry needs " +
+           std::to_string(g.n * g.h * g.w * g.c);
+  });
+  require(cols_size >= conv_cols_size(g), fn, [&] {
+    return "the column buffer holds " + std::to_string(cols_size) +
+           " elements, the geometry needs " + std::to_string(conv_cols_size(g));
+  });
 }
 
 inline void check_pool(const pool_geometry& g, std::size_t x_size, std::size_t y_size,
@@ -181,16 +192,19 @@ inline void check_pool(const pool_geometry& g, std::size_t x_size, std::size_t y
   require(g.ph > 0 && g.pw > 0, fn, "the pooling window must be at least 1x1");
   require(g.sh > 0 && g.sw > 0, fn, "strides must be at least 1");
   const std::size_t nx = g.n * g.h * g.w * g.c, ny = g.n * g.oh * g.ow * g.c;
-  require(x_size >= nx, fn,
-          "the input buffer holds " + std::to_string(x_size) + " elements, the geometry needs " +
-              std::to_string(nx));
-  require(y_size >= ny, fn,
-          "the output buffer holds " + std::to_string(y_size) + " elements, the geometry needs " +
-              std::to_string(ny));
+  require(x_size >= nx, fn, [&] {
+    return "the input buffer holds " + std::to_string(x_size) + " elements, the geometry needs " +
+           std::to_string(nx);
+  });
+  require(y_size >= ny, fn, [&] {
+    return "the output buffer holds " + std::to_string(y_size) + " elements, the geometry needs " +
+           std::to_string(ny);
+  });
   if (argmax_size) {
-    require(*argmax_size >= ny, fn,
-            "the argmax buffer holds " + std::to_string(*argmax_size) +
-                " elements, the geometry needs " + std::to_string(ny));
+    require(*argmax_size >= ny, fn, [&] {
+      return "the argmax buffer holds " + std::to_string(*argmax_size) +
+             " elements, the geometry needs " + std::to_string(ny);
+    });
     // argmax holds flat indices into x as int32.
     require(nx <= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()), fn,
             "max pooling with argmax needs an input of at most 2^31-1 elements");
@@ -201,20 +215,23 @@ inline void check_pool(const pool_geometry& g, std::size_t x_size, std::size_t y
 // through a `source` buffer of one entry per row and written as rows of `row_len`.
 inline void check_rows(const char* fn, const char* source, std::size_t source_size,
                        std::size_t dst_size, std::size_t count, std::size_t row_len) {
-  require(source_size >= count, fn,
-          std::string("the ") + source + " buffer holds " + std::to_string(source_size) +
-              " elements, " + std::to_string(count) + " rows were requested");
-  require(dst_size >= count * row_len, fn,
-          "the destination holds " + std::to_string(dst_size) + " elements, " +
-              std::to_string(count * row_len) + " are needed");
+  require(source_size >= count, fn, [&] {
+    return std::string("the ") + source + " buffer holds " + std::to_string(source_size) +
+           " elements, " + std::to_string(count) + " rows were requested";
+  });
+  require(dst_size >= count * row_len, fn, [&] {
+    return "the destination holds " + std::to_string(dst_size) + " elements, " +
+           std::to_string(count * row_len) + " are needed";
+  });
 }
 
 // The status buffer of a checked one_hot holds two int32 (smallest negative label, largest
 // label >= classes).
 inline void check_label_status(const char* fn, std::size_t status_size) {
-  require(
-      status_size >= 2, fn,
-      "the label status buffer holds " + std::to_string(status_size) + " elements, 2 are needed");
+  require(status_size >= 2, fn, [&] {
+    return "the label status buffer holds " + std::to_string(status_size) +
+           " elements, 2 are needed";
+  });
 }
 
 }  // namespace detail::nn
@@ -328,9 +345,10 @@ namespace detail::depthwise {
 using detail::nn::require;
 
 inline void holds(std::size_t size, std::size_t needed, const char* fn, const char* which) {
-  require(size >= needed, fn,
-          std::string("the ") + which + " buffer holds " + std::to_string(size) +
-              " elements, the geometry needs " + std::to_string(needed));
+  require(size >= needed, fn, [&] {
+    return std::string("the ") + which + " buffer holds " + std::to_string(size) +
+           " elements, the geometry needs " + std::to_string(needed);
+  });
 }
 
 }  // namespace detail::depthwise
@@ -355,15 +373,18 @@ inline void check_scatter_rows(const char* fn, std::size_t src_size, std::size_t
                                std::size_t index_size, std::size_t count, std::size_t rows,
                                std::size_t dst_size) {
   namespace dw = detail::depthwise;
-  dw::require(index_size >= count, fn,
-              "the index buffer holds " + std::to_string(index_size) + " elements, " +
-                  std::to_string(count) + " rows were requested");
-  dw::require(src_size >= count * row_len, fn,
-              "the source holds " + std::to_string(src_size) + " elements, " +
-                  std::to_string(count * row_len) + " are needed");
-  dw::require(dst_size >= rows * row_len, fn,
-              "the destination holds " + std::to_string(dst_size) + " elements, " +
-                  std::to_string(rows * row_len) + " are needed");
+  dw::require(index_size >= count, fn, [&] {
+    return "the index buffer holds " + std::to_string(index_size) + " elements, " +
+           std::to_string(count) + " rows were requested";
+  });
+  dw::require(src_size >= count * row_len, fn, [&] {
+    return "the source holds " + std::to_string(src_size) + " elements, " +
+           std::to_string(count * row_len) + " are needed";
+  });
+  dw::require(dst_size >= rows * row_len, fn, [&] {
+    return "the destination holds " + std::to_string(dst_size) + " elements, " +
+           std::to_string(rows * row_len) + " are needed";
+  });
 }
 
 }  // namespace locus

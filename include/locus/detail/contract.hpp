@@ -219,6 +219,26 @@ LOCUS_MIRRORED_DATA_(2)
 LOCUS_MIRRORED_DATA_(3)
 #undef LOCUS_MIRRORED_DATA_
 
+// ---- int8 calibration (inference/quantized_plan.hpp) -------------------------------------
+//
+// Calibration runs the float graph on the host whatever the plan's device, so its data are
+// host tensors; data on a device would have to come back first, explicitly.
+template <class Dev, class Context = void>
+struct calibration_data_on_device {};
+#define LOCUS_CALIBRATION_DATA_(N)                                                         \
+  template <class Context>                                                                 \
+  struct calibration_data_on_device<Device<GPU, N>, Context> {                             \
+    static_assert(dependent_false<Context>,                                                \
+                  "locus: calibrate runs on Device<CPU>; data on " LOCUS_GPU_(             \
+                      N) " cannot feed it: give it host data, e.g. locus::to<" LOCUS_QCPU_ \
+                         ">(x)");                                                          \
+  };
+LOCUS_CALIBRATION_DATA_(0)
+LOCUS_CALIBRATION_DATA_(1)
+LOCUS_CALIBRATION_DATA_(2)
+LOCUS_CALIBRATION_DATA_(3)
+#undef LOCUS_CALIBRATION_DATA_
+
 // A device listed twice: two replicas cannot share one device's memory and queue.
 template <class Dev, class Context = void>
 struct mirrored_duplicate_device {

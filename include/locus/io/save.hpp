@@ -14,6 +14,7 @@
 #include <ctime>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../device.hpp"
@@ -134,9 +135,12 @@ inline std::string utc_now() {
 
 }  // namespace detail
 
-/// The bytes of a .keras archive of `m` (what save_model writes).
+/// The bytes of a .keras archive of `m` (what save_model writes), with `extra` entries after
+/// Keras's own (a quantized model's locus_quantization.json).
 template <AnyDevice Dev>
-std::vector<std::byte> keras_archive(const Model<Dev, float>& m, const SaveOptions& o = {}) {
+std::vector<std::byte> keras_archive(
+    const Model<Dev, float>& m, const SaveOptions& o = {},
+    const std::vector<std::pair<std::string, std::vector<std::byte>>>& extra = {}) {
   const nn::Functional& desc = m.description();
   nn::Config config = nn::Config::make(
       {{"module", desc.class_name() == "Sequential" ? "keras" : "keras.src.models.functional"},
@@ -160,6 +164,7 @@ std::vector<std::byte> keras_archive(const Model<Dev, float>& m, const SaveOptio
   zip.add("metadata.json", detail::bytes_of(to_json_text(metadata)));
   zip.add("config.json", detail::bytes_of(to_json_text(config)));
   zip.add("model.weights.h5", h5.image());
+  for (const auto& [name, bytes] : extra) zip.add(name, bytes);
   return zip.finish();
 }
 

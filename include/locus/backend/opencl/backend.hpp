@@ -288,7 +288,8 @@ struct backend_for<Device<GPU, N>> {
           throw dc.pool->launch_oom(0, "GEMM failed with " + ocl::error_name(err));
         }
       }
-      ocl::check(err, "enqueue_gemm", src.name + " on " + dc.info.name);
+      // The message is built only on failure: a GEMM allocates nothing on the host.
+      if (err != CL_SUCCESS) ocl::check(err, "enqueue_gemm", src.name + " on " + dc.info.name);
       launches().fetch_add(count, std::memory_order_relaxed);
     } else {
       // gemm_into refuses an epilogue for integers on every backend; this is the backstop.

@@ -33,6 +33,7 @@ struct memory_stats {
   std::size_t device_memory = 0;  // CL_DEVICE_GLOBAL_MEM_SIZE
   std::size_t peak = 0;           // highest in_use seen
   std::size_t live_buffers = 0;   // number of buffers in use
+  std::size_t allocations = 0;    // buffers handed out so far (from the cache or new)
 };
 
 class memory_pool {
@@ -56,6 +57,7 @@ class memory_pool {
   cl_mem allocate(std::size_t bytes) {
     const std::size_t cls = size_class(bytes);
     std::lock_guard lk(mutex_);
+    ++allocations_;
     if (auto it = free_.find(cls); it != free_.end() && !it->second.empty()) {
       cl_mem m = it->second.back();
       it->second.pop_back();
@@ -127,6 +129,7 @@ class memory_pool {
     s.device_memory = static_cast<std::size_t>(dev_.global_memory);
     s.peak = peak_;
     s.live_buffers = live_;
+    s.allocations = allocations_;
     return s;
   }
 
@@ -165,7 +168,7 @@ class memory_pool {
   const device_info& dev_;
   mutable std::mutex mutex_;
   std::map<std::size_t, std::vector<cl_mem>> free_;
-  std::size_t in_use_ = 0, cached_ = 0, limit_, peak_ = 0, live_ = 0;
+  std::size_t in_use_ = 0, cached_ = 0, limit_, peak_ = 0, live_ = 0, allocations_ = 0;
 };
 
 }  // namespace locus::backend::opencl

@@ -184,9 +184,10 @@ struct nn_backend_for<Device<GPU, N>> {
   // makes coordinates negative), so each must stay below 2^31.
   static backend::opencl::raw_arg extent(std::size_t v, const char* what) {
     detail::nn::require(v <= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()),
-                        "geometry",
-                        std::string(what) + " = " + std::to_string(v) +
-                            " exceeds the OpenCL kernels' 2^31-1 limit");
+                        "geometry", [&] {
+                          return std::string(what) + " = " + std::to_string(v) +
+                                 " exceeds the OpenCL kernels' 2^31-1 limit";
+                        });
     return backend::opencl::raw_arg::value(static_cast<cl_uint>(v));
   }
 

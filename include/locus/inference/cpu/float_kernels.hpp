@@ -1,0 +1,293 @@
+// The float kernels of the CPU inference plan: one image (or a few rows) at a time, on
+// pointers into a workspace that stays in the core's cache.
+//
+// Convolutions are direct, not im2col + GEMM: an image's input is padded once into
+// scratch, and each output row is computed in tiles of P pixels x NV SIMD vectors of
+// filters held in registers; for each (kh, kw, c) the tile loads NV weight vectors and P
+// broadcasts. With 9 input values per pixel (the headline CNN's first layer) an im2col
+// matrix would be wider than the arithmetic it feeds; here nothing but the output is
+// written. Bias and activation are applied in registers as the tile is stored.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+
+#include "../../backend/backend.hpp"
+#include "../../backend/cpu/simd.hpp"
+#include "../../backend/nn_backend.hpp"
+
+namespace locus::inference::cpu {
+
+using vec = backend::cpu::simd<float>;
+inline constexpr std::size_t lanes = vec::size;
+// Vector registers: 32 with AVX-512, 16 on the other x86 and ARM targets.
+#if defined(__AVX512F__)
+inline constexpr std::size_t registers = 32;
+#else
+inline constexpr std::size_t registers = 16;
+#endif
+
+inline float activate(float z, gemm_activation a) {
+  switch (a) {
+    case gemm_activation::relu:
+      return z > 0.0f ? z : 0.0f;
+    case gemm_activation::sigmoid:
+      return 1.0f / (1.0f + std::exp(-z));
+    case gemm_activation::tanh:
+      return std::tanh(z);
+    default:
+      return z;
+  }
+}
+
+inline vec activate(vec z, gemm_activation a) {
+  switch (a) {
+    case gemm_activation::relu:
+      return xsimd::max(z, vec(0.0f));
+    case gemm_activation::sigmoid:
+      return vec(1.0f) / (vec(1.0f) + xsimd::exp(-z));
+    case gemm_activation::tanh:
+      return xsimd::tanh(z);
+    default:
+      return z;
+  }
+}
+
+/// Applies `a` to n values in place.
+inline void activate_span(float* y, std::size_t n, gemm_activation a) {
+  if (a == gemm_activation::linear) return;
+  std::size_t i = 0;
+  for (; i + lanes <= n; i += lanes) activate(vec::load_unaligned(y + i), a).store_unaligned(y + i);
+  for (; i < n; ++i) y[i] = activate(y[i], a);
+}
+
+/// Softmax over rows of `len` values, in place.
+inline void softmax_rows(float* y, std::size_t rows, std::size_t len) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* p = y + r * len;
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < len; ++i) m = std::max(m, p[i]);
+    float s = 0.0f;
+    for (std::size_t i = 0; i < len; ++i) s += (p[i] = std::exp(p[i] - m));
+    const float inv = 1.0f / s;
+    for (std::size_t i = 0; i < len; ++i) p[i] *= inv;
+  }
+}
+
+/// The padded extent of one image for a convolution (the input itself when unpadded).
+struct padded_image {
+  std::size_t h, w;
+  bool needed;
+};
+inline padded_image padded_extent(const conv_geometry& g) {
+  const std::size_t h = std::max(g.h + g.pad_top, (g.oh - 1) * g.sh + g.kh);
+  const std::size_t w = std::max(g.w + g.pad_left, (g.ow - 1) * g.sw + g.kw);
+  return {h, w, g.pad_top || g.pad_left || h != g.h || w != g.w};
+}
+
+/// Copies one HWC image into a zero border (the layout the convolution tiles read).
+inline void pad_image(const float* x, const conv_geometry& g, const padded_image& p, float* out) {
+  std::fill(out, out + p.h * p.w * g.c, 0.0f);
+  for (std::size_t i = 0; i < g.h; ++i)
+    std::memcpy(out + ((i + g.pad_top) * p.w + g.pad_left) * g.c, x + i * g.w * g.c,
+                g.w * g.c * sizeof(float));
+}
+
+namespace detail {
+
+/// P output pixels (stride `step` floats apart in the input) x NV vectors of filters.
+template <std::size_t NV, std::size_t P>
+inline void conv_tile(const float* x, std::size_t row, std::size_t step, std::size_t c,
+                      std::size_t kh, std::size_t kw, const float* w, std::size_t f,
+                      const float* bias, gemm_activation act, float* y, std::size_t y_step) {
+  // The loops over P and NV are unrolled so that acc lives in registers.
+  vec acc[P][NV];
+#pragma GCC unroll 16
+  for (std::size_t v = 0; v < NV; ++v) {
+    const vec b = vec::load_unaligned(bias + v * lanes);
+#pragma GCC unroll 16
+    for (std::size_t p = 0; p < P; ++p) acc[p][v] = b;
+  }
+  for (std::size_t i = 0; i < kh; ++i) {
+    for (std::size_t j = 0; j < kw; ++j) {
+      const float* xi = x + i * row + j * c;
+      const float* wi = w + (i * kw + j) * c * f;
+      for (std::size_t ch = 0; ch < c; ++ch) {
+        vec wv[NV];
+#pragma GCC unroll 16
+        for (std::size_t v = 0; v < NV; ++v) wv[v] = vec::load_unaligned(wi + ch * f + v * lanes);
+#pragma GCC unroll 16
+        for (std::size_t p = 0; p < P; ++p) {
+          const vec xb(xi[p * step + ch]);
+#pragma GCC unroll 16
+          for (std::size_t v = 0; v < NV; ++v) acc[p][v] = xsimd::fma(xb, wv[v], acc[p][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (std::size_t p = 0; p < P; ++p)
+#pragma GCC unroll 16
+    for (std::size_t v = 0; v < NV; ++v)
+      activate(acc[p][v], act).store_unaligned(y + p * y_step + v * lanes);
+}
+
+template <std::size_t NV>
+inline void conv_vectors(const float* x, const conv_geometry& g, std::size_t row, const float* w,
+                         std::size_t f, const float* bias, gemm_activation act, float* y) {
+  constexpr std::size_t P = std::clamp<std::size_t>((registers - NV - 2) / NV, 1, 12);
+  const std::size_t step = g.sw * g.c;
+  for (std::size_t oh = 0; oh < g.oh; ++oh) {
+    const float* xr = x + oh * g.sh * row;
+    float* yr = y + oh * g.ow * f;
+    std::size_t ow = 0;
+    for (; ow + P <= g.ow; ow += P)
+      conv_tile<NV, P>(xr + ow * step, row, step, g.c, g.kh, g.kw, w, f, bias, act, yr + ow * f, f);
+    for (; ow < g.ow; ++ow)
+      conv_tile<NV, 1>(xr + ow * step, row, step, g.c, g.kh, g.kw, w, f, bias, act, yr + ow * f, f);
+  }
+}
+
+}  // namespace detail
+
+/// One image: y[oh, ow, f] = act(bias[f] + sum x[oh*sh + i, ow*sw + j, c] w[i, j, c, f]).
+/// x is the image already padded (padded_extent's w columns per row). `f` filters.
+inline void conv2d_image(const float* x, const conv_geometry& g, std::size_t padded_w,
+                         const float* w, std::size_t f, const float* bias, gemm_activation act,
+                         float* y) {
+  const std::size_t row = padded_w * g.c;
+  std::size_t f0 = 0;
+  // Columns of filters in blocks of up to four vectors; the tile offsets w, bias and y.
+  for (; f0 + 4 * lanes <= f; f0 += 4 * lanes)
+    detail::conv_vectors<4>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+  const std::size_t rest = (f - f0) / lanes;
+  if (rest == 3) detail::conv_vectors<3>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+  if (rest == 2) detail::conv_vectors<2>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+  if (rest == 1) detail::conv_vectors<1>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+  f0 += rest * lanes;
+  if (f0 == f) return;
+  // Filters past the last whole vector: scalar.
+  for (std::size_t oh = 0; oh < g.oh; ++oh)
+    for (std::size_t ow = 0; ow < g.ow; ++ow) {
+      const float* xp = x + oh * g.sh * row + ow * g.sw * g.c;
+      float* yp = y + (oh * g.ow + ow) * f;
+      for (std::size_t k = f0; k < f; ++k) {
+        float s = bias[k];
+        for (std::size_t i = 0; i < g.kh; ++i)
+          for (std::size_t j = 0; j < g.kw; ++j)
+            for (std::size_t ch = 0; ch < g.c; ++ch)
+              s += xp[i * row + j * g.c + ch] * w[((i * g.kw + j) * g.c + ch) * f + k];
+        yp[k] = activate(s, act);
+      }
+    }
+}
+
+/// y[r, n] = act(bias[n] + x[r, :] . wt[n, :]) for `rows` rows; wt is the kernel transposed
+/// ([units, k]), so each output is a dot product along contiguous memory. Four rows share
+/// each load of wt.
+inline void dense_rows(const float* x, std::size_t rows, std::size_t k, const float* wt,
+                       std::size_t units, const float* bias, gemm_activation act, float* y) {
+  const std::size_t kv = k - k % lanes;
+  std::size_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float* x0 = x + r * k;
+    for (std::size_t n = 0; n < units; ++n) {
+      const float* wn = wt + n * k;
+      vec a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+      for (std::size_t i = 0; i < kv; i += lanes) {
+        const vec wv = vec::load_unaligned(wn + i);
+        a0 = xsimd::fma(vec::load_unaligned(x0 + i), wv, a0);
+        a1 = xsimd::fma(vec::load_unaligned(x0 + k + i), wv, a1);
+        a2 = xsimd::fma(vec::load_unaligned(x0 + 2 * k + i), wv, a2);
+        a3 = xsimd::fma(vec::load_unaligned(x0 + 3 * k + i), wv, a3);
+      }
+      float s[4] = {xsimd::hadd(a0), xsimd::hadd(a1), xsimd::hadd(a2), xsimd::hadd(a3)};
+      for (std::size_t i = kv; i < k; ++i)
+        for (std::size_t q = 0; q < 4; ++q) s[q] += x0[q * k + i] * wn[i];
+      for (std::size_t q = 0; q < 4; ++q) y[(r + q) * units + n] = activate(s[q] + bias[n], act);
+    }
+  }
+  for (; r < rows; ++r) {
+    const float* xr = x + r * k;
+    for (std::size_t n = 0; n < units; ++n) {
+      const float* wn = wt + n * k;
+      vec a(0.0f);
+      for (std::size_t i = 0; i < kv; i += lanes)
+        a = xsimd::fma(vec::load_unaligned(xr + i), vec::load_unaligned(wn + i), a);
+      float s = xsimd::hadd(a);
+      for (std::size_t i = kv; i < k; ++i) s += xr[i] * wn[i];
+      y[r * units + n] = activate(s + bias[n], act);
+    }
+  }
+}
+
+/// 2-D pooling of one HWC image (Keras semantics: 'same' windows average over the elements
+/// inside the image).
+inline void pool_image(pool_kind kind, const float* x, const pool_geometry& g, float* y) {
+  const std::size_t cv = g.c - g.c % lanes;
+  for (std::size_t oh = 0; oh < g.oh; ++oh) {
+    const std::size_t h0 = oh * g.sh > g.pad_top ? oh * g.sh - g.pad_top : 0;
+    const std::size_t h1 = std::min(g.h, oh * g.sh + g.ph - g.pad_top);
+    for (std::size_t ow = 0; ow < g.ow; ++ow) {
+      const std::size_t w0 = ow * g.sw > g.pad_left ? ow * g.sw - g.pad_left : 0;
+      const std::size_t w1 = std::min(g.w, ow * g.sw + g.pw - g.pad_left);
+      float* yp = y + (oh * g.ow + ow) * g.c;
+      const float inv = 1.0f / static_cast<float>((h1 - h0) * (w1 - w0));
+      for (std::size_t c = 0; c < cv; c += lanes) {
+        vec a = kind == pool_kind::max ? vec(-std::numeric_limits<float>::infinity()) : vec(0.0f);
+        for (std::size_t i = h0; i < h1; ++i)
+          for (std::size_t j = w0; j < w1; ++j) {
+            const vec v = vec::load_unaligned(x + (i * g.w + j) * g.c + c);
+            a = kind == pool_kind::max ? xsimd::max(a, v) : a + v;
+          }
+        (kind == pool_kind::max ? a : a * vec(inv)).store_unaligned(yp + c);
+      }
+      for (std::size_t c = cv; c < g.c; ++c) {
+        float a = kind == pool_kind::max ? -std::numeric_limits<float>::infinity() : 0.0f;
+        for (std::size_t i = h0; i < h1; ++i)
+          for (std::size_t j = w0; j < w1; ++j) {
+            const float v = x[(i * g.w + j) * g.c + c];
+            a = kind == pool_kind::max ? std::max(a, v) : a + v;
+          }
+        yp[c] = kind == pool_kind::max ? a : a * inv;
+      }
+    }
+  }
+}
+
+/// y = act(sum of `count` inputs), n values.
+inline void add_values(const float* const* in, std::size_t count, std::size_t n,
+                       gemm_activation act, float* y) {
+  std::size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    vec s = vec::load_unaligned(in[0] + i);
+    for (std::size_t j = 1; j < count; ++j) s += vec::load_unaligned(in[j] + i);
+    activate(s, act).store_unaligned(y + i);
+  }
+  for (; i < n; ++i) {
+    float s = in[0][i];
+    for (std::size_t j = 1; j < count; ++j) s += in[j][i];
+    y[i] = activate(s, act);
+  }
+}
+
+/// y = act(x * scale[c] + shift[c]) over rows of c channels.
+inline void affine_rows(const float* x, std::size_t rows, std::size_t c, const float* scale,
+                        const float* shift, gemm_activation act, float* y) {
+  const std::size_t cv = c - c % lanes;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * c;
+    float* yr = y + r * c;
+    for (std::size_t i = 0; i < cv; i += lanes)
+      activate(xsimd::fma(vec::load_unaligned(xr + i), vec::load_unaligned(scale + i),
+                          vec::load_unaligned(shift + i)),
+               act)
+          .store_unaligned(yr + i);
+    for (std::size_t i = cv; i < c; ++i) yr[i] = activate(xr[i] * scale[i] + shift[i], act);
+  }
+}
+
+}  // namespace locus::inference::cpu

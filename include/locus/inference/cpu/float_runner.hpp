@@ -1,0 +1,235 @@
+// Runs an inference graph in float on the CPU.
+//
+// A batch is cut into micro-batches of a few images; each pool thread runs whole
+// micro-batches through every step with a workspace of its own, so the activations between
+// steps stay in that core's cache instead of making a round trip through memory per layer.
+// Values get workspace slots by liveness (a slot is reused once its value's last reader has
+// run); the model's input and output are read and written in place in the caller's tensors.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "../../backend/cpu/thread_pool.hpp"
+#include "../../error.hpp"
+#include "../graph.hpp"
+#include "../options.hpp"
+#include "../workspace_pool.hpp"
+#include "float_kernels.hpp"
+
+namespace locus::inference::cpu {
+
+/// Where each value of a graph lives during a micro-batch: the caller's input, the caller's
+/// output or a workspace slot. Shared by the float and int8 runners.
+struct SlotPlan {
+  static constexpr std::size_t input = Graph::none - 1, output = Graph::none - 2;
+  std::vector<std::size_t> slot;  ///< per root value
+  std::size_t slots = 0;
+  std::size_t slot_values = 0;  ///< per sample: the largest value that takes a slot
+
+  explicit SlotPlan(const Graph& g) {
+    slot.assign(g.shapes.size(), Graph::none);
+    slot[g.input] = input;
+    slot[g.root[g.output]] = output;
+    std::vector<std::size_t> free;
+    for (std::size_t i = 0; i < g.steps.size(); ++i) {
+      const std::size_t out = g.root[g.steps[i].out];
+      if (slot[out] == Graph::none) {
+        if (free.empty()) {
+          slot[out] = slots++;
+        } else {
+          slot[out] = free.back();
+          free.pop_back();
+        }
+        slot_values = std::max(slot_values, g.per_sample(out));
+      }
+      // Inputs whose last reader this step is give their slot back for later steps.
+      for (auto v : g.steps[i].in) {
+        const std::size_t r = g.root[v];
+        if (g.last_read[r] == i && slot[r] < output &&
+            std::find(free.begin(), free.end(), slot[r]) == free.end())
+          free.push_back(slot[r]);
+      }
+    }
+  }
+};
+
+/// The largest number of inputs one step takes (Add); the runners keep their pointers in a
+/// fixed array.
+inline constexpr std::size_t max_step_inputs = 16;
+
+/// Images per micro-batch: enough rows for the dense steps, few enough that a slot stays
+/// within a core's L2 (about 256 K floats).
+inline std::size_t micro_batch_for(std::size_t per_sample, std::size_t requested) {
+  if (requested) return requested;
+  return std::clamp<std::size_t>((std::size_t{1} << 16) / std::max<std::size_t>(per_sample, 1), 1,
+                                 32);
+}
+
+class FloatRunner {
+ public:
+  FloatRunner(std::shared_ptr<const Graph> graph, const InferenceOptions& options)
+      : g_(std::move(graph)), slots_(*g_) {
+    const Graph& g = *g_;
+    prepared_.resize(g.steps.size());
+    std::size_t pad = 0;
+    for (std::size_t i = 0; i < g.steps.size(); ++i) {
+      const Step& s = g.steps[i];
+      if (s.in.size() > max_step_inputs)
+        throw unsupported_error("locus::InferencePlan: step '" + s.name + "' adds " +
+                                std::to_string(s.in.size()) + " tensors, at most " +
+                                std::to_string(max_step_inputs) + " are supported");
+      if (s.kind == StepKind::conv2d) {
+        const padded_image p = padded_extent(s.conv);
+        prepared_[i].padded = p;
+        if (p.needed) pad = std::max(pad, p.h * p.w * s.conv.c);
+      } else if (s.kind == StepKind::dense) {
+        auto& wt = prepared_[i].transposed;
+        wt.resize(s.kernel.size());
+        for (std::size_t k = 0; k < s.fan_in; ++k)
+          for (std::size_t n = 0; n < s.units; ++n)
+            wt[n * s.fan_in + k] = s.kernel[k * s.units + n];
+      }
+    }
+    mb_ = micro_batch_for(slots_.slot_values, options.micro_batch);
+    const std::size_t slot_floats = slots_.slot_values * mb_;
+    const std::size_t count =
+        options.workspaces ? options.workspaces : backend::cpu::num_threads() + 1;
+    pool_ = std::make_unique<WorkspacePool<Workspace>>(count, [&] {
+      auto ws = std::make_unique<Workspace>();
+      ws->slots.assign(slots_.slots * slot_floats, 0.0f);
+      ws->pad.assign(pad, 0.0f);
+      ws->slot_floats = slot_floats;
+      return ws;
+    });
+  }
+
+  const Graph& graph() const { return *g_; }
+  std::size_t micro_batch() const { return mb_; }
+  std::size_t workspaces() const { return pool_->size(); }
+
+  /// y = the graph of x for n samples (x: n x input size, y: n x output size).
+  void run(const float* x, std::size_t n, float* y) const {
+    no_observer none;
+    run_impl(x, n, y, none, /*parallel=*/true);
+  }
+
+  /// run() that shows every value of every micro-batch to `observe(value, data, count)`
+  /// (calibration); on the calling thread.
+  template <class Observer>
+  void run_observed(const float* x, std::size_t n, float* y, Observer&& observe) const {
+    run_impl(x, n, y, observe, /*parallel=*/false);
+  }
+
+ private:
+  struct no_observer {
+    void operator()(std::size_t, const float*, std::size_t) const {}
+  };
+
+  template <class Observer>
+  void run_impl(const float* x, std::size_t n, float* y, Observer& observe, bool parallel) const {
+    const Graph& g = *g_;
+    const std::size_t in_size = g.per_sample(g.input), out_size = g.per_sample(g.output);
+    const std::size_t chunks = (n + mb_ - 1) / mb_;
+    auto body = [&](std::size_t b, std::size_t e) {
+      typename WorkspacePool<Workspace>::Lease ws(*pool_);
+      for (std::size_t c = b; c < e; ++c) {
+        const std::size_t first = c * mb_, m = std::min(mb_, n - first);
+        run_micro(x + first * in_size, m, y + first * out_size, *ws, observe);
+      }
+    };
+    if (parallel) {
+      backend::cpu::parallel_for(chunks, 1, body);
+    } else {
+      body(0, chunks);
+    }
+  }
+
+  struct Workspace {
+    std::vector<float> slots, pad;
+    std::size_t slot_floats = 0;
+  };
+  struct Prepared {
+    padded_image padded{0, 0, false};
+    std::vector<float> transposed;  // dense: [units, fan_in]
+  };
+
+  template <class Observer>
+  void run_micro(const float* x, std::size_t m, float* y, Workspace& ws, Observer& observe) const {
+    const Graph& g = *g_;
+    auto at = [&](std::size_t v) -> float* {
+      const std::size_t s = slots_.slot[g.root[v]];
+      if (s == SlotPlan::input) return const_cast<float*>(x);  // only ever read
+      if (s == SlotPlan::output) return y;
+      return ws.slots.data() + s * ws.slot_floats;
+    };
+    observe(g.input, x, m * g.per_sample(g.input));
+    for (std::size_t i = 0; i < g.steps.size(); ++i) {
+      const Step& s = g.steps[i];
+      const float* src = at(s.in[0]);
+      float* dst = at(s.out);
+      const std::size_t in_size = g.per_sample(s.in[0]), out_size = g.per_sample(s.out);
+      switch (s.kind) {
+        case StepKind::conv2d: {
+          const padded_image& p = prepared_[i].padded;
+          for (std::size_t k = 0; k < m; ++k) {
+            const float* img = src + k * in_size;
+            if (p.needed) {
+              pad_image(img, s.conv, p, ws.pad.data());
+              img = ws.pad.data();
+            }
+            conv2d_image(img, s.conv, p.needed ? p.w : s.conv.w, s.kernel.data(), s.units,
+                         s.bias.data(), s.act, dst + k * out_size);
+          }
+          if (s.softmax) softmax_rows(dst, m * out_size / s.units, s.units);
+          break;
+        }
+        case StepKind::dense: {
+          const std::size_t rows = m * in_size / s.fan_in;
+          dense_rows(src, rows, s.fan_in, prepared_[i].transposed.data(), s.units, s.bias.data(),
+                     s.act, dst);
+          if (s.softmax) softmax_rows(dst, rows, s.units);
+          break;
+        }
+        case StepKind::pool:
+        case StepKind::global_pool:
+          for (std::size_t k = 0; k < m; ++k)
+            pool_image(s.pooling, src + k * in_size, s.pool, dst + k * out_size);
+          break;
+        case StepKind::add: {
+          std::array<const float*, max_step_inputs> ins{};
+          for (std::size_t j = 0; j < s.in.size(); ++j) ins[j] = at(s.in[j]);
+          add_values(ins.data(), s.in.size(), m * out_size, s.act, dst);
+          break;
+        }
+        case StepKind::affine:
+          affine_rows(src, m * out_size / s.units, s.units, s.scale.data(), s.bias.data(), s.act,
+                      dst);
+          break;
+        case StepKind::activation:
+          if (dst != src) std::memcpy(dst, src, m * out_size * sizeof(float));
+          activate_span(dst, m * out_size, s.act);
+          break;
+        case StepKind::softmax: {
+          if (dst != src) std::memcpy(dst, src, m * out_size * sizeof(float));
+          const std::size_t len = g.shapes[s.out].back();
+          softmax_rows(dst, m * out_size / len, len);
+          break;
+        }
+      }
+      observe(s.out, dst, m * out_size);
+    }
+  }
+
+  std::shared_ptr<const Graph> g_;
+  SlotPlan slots_;
+  std::vector<Prepared> prepared_;
+  std::size_t mb_ = 1;
+  std::unique_ptr<WorkspacePool<Workspace>> pool_;
+};
+
+}  // namespace locus::inference::cpu

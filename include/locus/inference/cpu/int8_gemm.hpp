@@ -1,0 +1,384 @@
+// uint8 x int8 -> int32 matrix products for the int8 plan, three ways, chosen at run time:
+//  * avx512_vnni: vpdpbusd multiplies 4 uint8 by 4 int8 and adds the four products to an
+//    int32 lane in one instruction (64 products per instruction);
+//  * avx2: widens both operands to int16 and uses vpmaddwd (pairs of int16 products added
+//    into int32). The usual AVX2 route, vpmaddubsw, adds two uint8 x int8 products in a
+//    saturating int16 (255 * 127 * 2 > 32767) and silently clips; this one is exact;
+//  * portable: plain int32 loops, for any CPU.
+// All three compute the same integers, so an int8 plan's results do not depend on the CPU.
+// The ISA-specific functions carry target attributes: a build for the baseline x86-64 still
+// contains them, and they run only where the CPU reports the instructions.
+//
+// C[m, n] = sum_k A[m, k] B[k, n]: A is uint8 rows of lda bytes (k padded to a multiple of
+// 4 with anything: the padded rows of B are zero), B is packed once per layer (PackedB).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../../backend/cpu/simd.hpp"  // includes <immintrin.h> with GCC 12's warnings handled
+#include "../../error.hpp"
+
+namespace locus::inference::cpu {
+
+enum class Int8Kernel { automatic, avx512_vnni, avx2, portable };
+
+inline const char* to_string(Int8Kernel k) {
+  switch (k) {
+    case Int8Kernel::avx512_vnni:
+      return "avx512_vnni";
+    case Int8Kernel::avx2:
+      return "avx2";
+    case Int8Kernel::portable:
+      return "portable";
+    default:
+      return "automatic";
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#define LOCUS_INT8_X86 1
+#endif
+
+/// Whether this CPU runs kernel k.
+inline bool int8_kernel_available(Int8Kernel k) {
+  switch (k) {
+    case Int8Kernel::portable:
+    case Int8Kernel::automatic:
+      return true;
+#ifdef LOCUS_INT8_X86
+    case Int8Kernel::avx512_vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vnni");
+    case Int8Kernel::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    default:
+      return false;
+  }
+}
+
+/// The kernel to use: the best the CPU has for `automatic`; a named one it lacks is refused.
+inline Int8Kernel resolve_int8_kernel(Int8Kernel k) {
+  if (k == Int8Kernel::automatic) {
+    if (int8_kernel_available(Int8Kernel::avx512_vnni)) return Int8Kernel::avx512_vnni;
+    if (int8_kernel_available(Int8Kernel::avx2)) return Int8Kernel::avx2;
+    return Int8Kernel::portable;
+  }
+  if (!int8_kernel_available(k))
+    throw unsupported_error(std::string("locus: the int8 kernel ") + to_string(k) +
+                            " needs instructions this CPU does not have; use "
+                            "Int8Kernel::automatic");
+  return k;
+}
+
+inline std::size_t round_up(std::size_t v, std::size_t m) {
+  return (v + m - 1) / m * m;
+}
+
+/// B ([k, n] int8, row-major) in the layout of one kernel: vnni: per 16 columns, per 4 k,
+/// 16 x 4 bytes (column-major within the group); avx2: per 8 columns, per 2 k, 8 x 2 int16;
+/// portable: [kp, n] int8 as it is.
+struct PackedB {
+  Int8Kernel kernel = Int8Kernel::portable;
+  std::size_t k = 0, n = 0, kp = 0, np = 0;
+  std::vector<std::int8_t> bytes;
+  std::vector<std::int16_t> words;
+
+  PackedB() = default;
+  PackedB(Int8Kernel which, const std::int8_t* b, std::size_t k_, std::size_t n_)
+      : kernel(which), k(k_), n(n_), kp(round_up(k_, 4)) {
+    auto at = [&](std::size_t kk, std::size_t nn) -> std::int8_t {
+      return kk < k && nn < n ? b[kk * n + nn] : std::int8_t{0};
+    };
+    switch (kernel) {
+      case Int8Kernel::avx512_vnni:
+        np = round_up(n, 16);
+        bytes.resize(np * kp);
+        for (std::size_t nb = 0; nb < np / 16; ++nb)
+          for (std::size_t k4 = 0; k4 < kp / 4; ++k4)
+            for (std::size_t c = 0; c < 16; ++c)
+              for (std::size_t i = 0; i < 4; ++i)
+                bytes[((nb * (kp / 4) + k4) * 16 + c) * 4 + i] = at(k4 * 4 + i, nb * 16 + c);
+        break;
+      case Int8Kernel::avx2:
+        np = round_up(n, 8);
+        words.resize(np * kp);
+        for (std::size_t nb = 0; nb < np / 8; ++nb)
+          for (std::size_t k2 = 0; k2 < kp / 2; ++k2)
+            for (std::size_t c = 0; c < 8; ++c)
+              for (std::size_t i = 0; i < 2; ++i)
+                words[((nb * (kp / 2) + k2) * 8 + c) * 2 + i] = at(k2 * 2 + i, nb * 8 + c);
+        break;
+      default:
+        np = n;
+        bytes.resize(kp * n);
+        for (std::size_t kk = 0; kk < kp; ++kk)
+          for (std::size_t nn = 0; nn < n; ++nn) bytes[kk * n + nn] = at(kk, nn);
+        break;
+    }
+  }
+};
+
+/// The write-back of quantization.hpp fused into a product's tiles, for the activations
+/// it can apply in registers (linear, relu): out[r, n] = act(float(C[r, n] - corr[n]) * mult[n]
+/// + bias[n]) as float, or requantised: clamp(rint(f * inv_scale) + zp, 0, 255) as uint8.
+/// corr, mult and bias hold np values (zero past n). Every kernel rounds alike (one fused
+/// multiply-add, then IEEE operations), so all three write the same bytes.
+struct Int8Epilogue {
+  const std::int32_t* corr;
+  const float* mult;
+  const float* bias;
+  bool relu;
+  bool to_float;
+  float inv_scale;
+  float zp;
+  void* out;
+  std::size_t ldo;  ///< elements per row of out
+  std::size_t n;    ///< valid columns
+};
+
+namespace int8_detail {
+
+/// The scalar form of the fused write-back (the portable kernel, and the reference).
+inline void write_back_scalar(const std::int32_t* c, std::size_t row, const Int8Epilogue& e) {
+  for (std::size_t n = 0; n < e.n; ++n) {
+    float f = std::fma(static_cast<float>(c[n] - e.corr[n]), e.mult[n], e.bias[n]);
+    if (e.relu) f = f > 0.0f ? f : 0.0f;
+    if (e.to_float) {
+      static_cast<float*>(e.out)[row * e.ldo + n] = f;
+    } else {
+      const float q = std::min(std::max(std::nearbyint(f * e.inv_scale) + e.zp, 0.0f), 255.0f);
+      static_cast<std::uint8_t*>(e.out)[row * e.ldo + n] = static_cast<std::uint8_t>(q);
+    }
+  }
+}
+
+#ifdef LOCUS_INT8_X86
+// R rows x NB groups of 16 columns; acc in zmm registers.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni_store(
+    __m512i acc, std::size_t row, std::size_t col, const Int8Epilogue& e) {
+  if (col >= e.n) return;
+  const __mmask16 mask =
+      e.n - col >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (e.n - col)) - 1);
+  const __m512i q = _mm512_sub_epi32(acc, _mm512_loadu_si512(e.corr + col));
+  __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_loadu_ps(e.mult + col),
+                             _mm512_loadu_ps(e.bias + col));
+  if (e.relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
+  if (e.to_float) {
+    _mm512_mask_storeu_ps(static_cast<float*>(e.out) + row * e.ldo + col, mask, f);
+    return;
+  }
+  f = _mm512_roundscale_ps(_mm512_mul_ps(f, _mm512_set1_ps(e.inv_scale)),
+                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  f = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(f, _mm512_set1_ps(e.zp)), _mm512_setzero_ps()),
+                    _mm512_set1_ps(255.0f));
+  _mm512_mask_cvtusepi32_storeu_epi8(static_cast<std::uint8_t*>(e.out) + row * e.ldo + col, mask,
+                                     _mm512_cvtps_epi32(f));
+}
+
+template <std::size_t NB, std::size_t R>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni_tile(
+    const std::uint8_t* a, std::size_t lda, const std::int8_t* b, std::size_t kp, std::int32_t* c,
+    std::size_t ldc, const Int8Epilogue* e, std::size_t row0, std::size_t col0) {
+  __m512i acc[R][NB];
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
+  const std::size_t group = kp * 16;  // bytes per 16-column group
+  for (std::size_t k4 = 0; k4 < kp / 4; ++k4) {
+    __m512i bv[NB];
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < NB; ++j)
+      bv[j] = _mm512_loadu_si512(static_cast<const void*>(b + j * group + k4 * 64));
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r) {
+      std::int32_t word;
+      std::memcpy(&word, a + r * lda + k4 * 4, 4);
+      const __m512i av = _mm512_set1_epi32(word);
+#pragma GCC unroll 16
+      for (std::size_t j = 0; j < NB; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, bv[j]);
+    }
+  }
+  if (e) {
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 16
+      for (std::size_t j = 0; j < NB; ++j) vnni_store(acc[r][j], row0 + r, col0 + j * 16, *e);
+    return;
+  }
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < NB; ++j)
+      _mm512_storeu_si512(static_cast<void*>(c + r * ldc + j * 16), acc[r][j]);
+}
+
+template <std::size_t NB>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni_columns(
+    const std::uint8_t* a, std::size_t m, std::size_t lda, const std::int8_t* b, std::size_t kp,
+    std::int32_t* c, std::size_t ldc, const Int8Epilogue* e, std::size_t col0) {
+  constexpr std::size_t R = NB == 1 ? 12 : NB == 2 ? 12 : NB == 3 ? 8 : 6;
+  std::size_t r = 0;
+  for (; r + R <= m; r += R)
+    vnni_tile<NB, R>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
+  for (; r < m; ++r) vnni_tile<NB, 1>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void gemm_vnni(
+    const std::uint8_t* a, std::size_t m, std::size_t lda, const PackedB& b, std::int32_t* c,
+    std::size_t ldc, const Int8Epilogue* e) {
+  const std::size_t groups = b.np / 16, group = b.kp * 16;
+  std::size_t g = 0;
+  for (; g + 4 <= groups; g += 4)
+    vnni_columns<4>(a, m, lda, b.bytes.data() + g * group, b.kp, c + g * 16, ldc, e, g * 16);
+  const std::size_t rest = groups - g;
+  const std::int8_t* bg = b.bytes.data() + g * group;
+  if (rest == 3) vnni_columns<3>(a, m, lda, bg, b.kp, c + g * 16, ldc, e, g * 16);
+  if (rest == 2) vnni_columns<2>(a, m, lda, bg, b.kp, c + g * 16, ldc, e, g * 16);
+  if (rest == 1) vnni_columns<1>(a, m, lda, bg, b.kp, c + g * 16, ldc, e, g * 16);
+}
+
+__attribute__((target("avx2,fma"))) inline void avx2_store(__m256i acc, std::size_t row,
+                                                           std::size_t col, const Int8Epilogue& e) {
+  if (col >= e.n) return;
+  const std::size_t valid = std::min<std::size_t>(8, e.n - col);
+  const __m256i q =
+      _mm256_sub_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.corr + col)));
+  __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_loadu_ps(e.mult + col),
+                             _mm256_loadu_ps(e.bias + col));
+  if (e.relu) f = _mm256_max_ps(f, _mm256_setzero_ps());
+  alignas(32) float out[8];
+  if (e.to_float) {
+    _mm256_store_ps(out, f);
+    std::memcpy(static_cast<float*>(e.out) + row * e.ldo + col, out, valid * sizeof(float));
+    return;
+  }
+  f = _mm256_round_ps(_mm256_mul_ps(f, _mm256_set1_ps(e.inv_scale)),
+                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  f = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(f, _mm256_set1_ps(e.zp)), _mm256_setzero_ps()),
+                    _mm256_set1_ps(255.0f));
+  const __m256i i32 = _mm256_cvtps_epi32(f);
+  // 8 int32 in [0, 255] -> 8 bytes: pack to int16 and to uint8 within each 128-bit half.
+  const __m128i w16 =
+      _mm_packus_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+  const __m128i b8 = _mm_packus_epi16(w16, w16);
+  alignas(16) std::uint8_t bytes[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(bytes), b8);
+  std::memcpy(static_cast<std::uint8_t*>(e.out) + row * e.ldo + col, bytes, valid);
+}
+
+// R rows x NB groups of 8 columns; int16 pairs through vpmaddwd (exact).
+template <std::size_t NB, std::size_t R>
+__attribute__((target("avx2,fma"))) inline void avx2_tile(const std::uint8_t* a, std::size_t lda,
+                                                          const std::int16_t* b, std::size_t kp,
+                                                          std::int32_t* c, std::size_t ldc,
+                                                          const Int8Epilogue* e, std::size_t row0,
+                                                          std::size_t col0) {
+  __m256i acc[R][NB];
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < NB; ++j) acc[r][j] = _mm256_setzero_si256();
+  const std::size_t group = kp * 8;  // int16 per 8-column group
+  for (std::size_t k2 = 0; k2 < kp / 2; ++k2) {
+    __m256i bv[NB];
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < NB; ++j)
+      bv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * group + k2 * 16));
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r) {
+      const std::uint8_t* ar = a + r * lda + k2 * 2;
+      const __m256i av = _mm256_set1_epi32(static_cast<std::int32_t>(ar[0] | (ar[1] << 16)));
+#pragma GCC unroll 16
+      for (std::size_t j = 0; j < NB; ++j)
+        acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(av, bv[j]));
+    }
+  }
+  if (e) {
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 16
+      for (std::size_t j = 0; j < NB; ++j) avx2_store(acc[r][j], row0 + r, col0 + j * 8, *e);
+    return;
+  }
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (std::size_t j = 0; j < NB; ++j)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc + j * 8), acc[r][j]);
+}
+
+template <std::size_t NB>
+__attribute__((target("avx2,fma"))) inline void avx2_columns(const std::uint8_t* a, std::size_t m,
+                                                             std::size_t lda, const std::int16_t* b,
+                                                             std::size_t kp, std::int32_t* c,
+                                                             std::size_t ldc, const Int8Epilogue* e,
+                                                             std::size_t col0) {
+  constexpr std::size_t R = NB == 1 ? 8 : NB == 2 ? 4 : 2;
+  std::size_t r = 0;
+  for (; r + R <= m; r += R)
+    avx2_tile<NB, R>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
+  for (; r < m; ++r) avx2_tile<NB, 1>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
+}
+
+__attribute__((target("avx2,fma"))) inline void gemm_avx2(const std::uint8_t* a, std::size_t m,
+                                                          std::size_t lda, const PackedB& b,
+                                                          std::int32_t* c, std::size_t ldc,
+                                                          const Int8Epilogue* e) {
+  const std::size_t groups = b.np / 8, group = b.kp * 8;
+  std::size_t g = 0;
+  for (; g + 4 <= groups; g += 4)
+    avx2_columns<4>(a, m, lda, b.words.data() + g * group, b.kp, c + g * 8, ldc, e, g * 8);
+  const std::size_t rest = groups - g;
+  const std::int16_t* bg = b.words.data() + g * group;
+  if (rest == 3) avx2_columns<3>(a, m, lda, bg, b.kp, c + g * 8, ldc, e, g * 8);
+  if (rest == 2) avx2_columns<2>(a, m, lda, bg, b.kp, c + g * 8, ldc, e, g * 8);
+  if (rest == 1) avx2_columns<1>(a, m, lda, bg, b.kp, c + g * 8, ldc, e, g * 8);
+}
+#endif
+
+inline void gemm_portable(const std::uint8_t* a, std::size_t m, std::size_t lda, const PackedB& b,
+                          std::int32_t* c, std::size_t ldc, const Int8Epilogue* e) {
+  for (std::size_t r = 0; r < m; ++r) {
+    // With an epilogue, C is one row of scratch (ldc >= n) written back at once.
+    std::int32_t* cr = e ? c : c + r * ldc;
+    std::fill(cr, cr + b.n, 0);
+    for (std::size_t k = 0; k < b.k; ++k) {
+      const std::int32_t av = a[r * lda + k];
+      const std::int8_t* bk = b.bytes.data() + k * b.n;
+      for (std::size_t n = 0; n < b.n; ++n) cr[n] += av * bk[n];
+    }
+    if (e) write_back_scalar(cr, r, *e);
+  }
+}
+
+}  // namespace int8_detail
+
+/// A (m rows of lda >= b.kp uint8) x B, written back by `e` (rows from 0 of e->out), or,
+/// when e is null, stored as int32 in C (m rows of ldc >= b.np). With an epilogue, C is
+/// scratch of at least b.np int32.
+inline void gemm_u8s8(const std::uint8_t* a, std::size_t m, std::size_t lda, const PackedB& b,
+                      std::int32_t* c, std::size_t ldc, const Int8Epilogue* e = nullptr) {
+  switch (b.kernel) {
+#ifdef LOCUS_INT8_X86
+    case Int8Kernel::avx512_vnni:
+      int8_detail::gemm_vnni(a, m, lda, b, c, ldc, e);
+      return;
+    case Int8Kernel::avx2:
+      int8_detail::gemm_avx2(a, m, lda, b, c, ldc, e);
+      return;
+#endif
+    default:
+      int8_detail::gemm_portable(a, m, lda, b, c, ldc, e);
+      return;
+  }
+}
+
+}  // namespace locus::inference::cpu
