@@ -3,8 +3,8 @@
 //
 //   predict  Model::predict(x, 256): the model's own forward pass (the baseline)
 //   fp32     locus::InferencePlan<Dev>(model, {.max_batch = 256}).predict_into(x, y)
-//   int8     locus::QuantizedPlan<Device<CPU>> (quantize(plan, calibrate(plan, 512 training
-//            images, percentile))).predict_into(x, y); CPU only
+//   int8     locus::QuantizedPlan<Dev> (quantize(plan, calibrate(plan, 512 training images),
+//            min/max calibration as the ONNX Runtime peer's)).predict_into(x, y)
 //
 //   inference_<model>_<kind>_<dev>/batch256  items/s: 256 test images per call, 8 distinct
 //                                            chunks in turn
@@ -12,7 +12,7 @@
 //                                            the 10 probabilities on the host at the end
 //
 // model: cnn, residual; dev: cpu (Device<CPU>), gpu (Device<GPU>, any OpenCL device; PoCL
-// needs LOCUS_OPENCL_ALLOW_CPU=1; predict and fp32 only). The weights are the models' initial
+// needs LOCUS_OPENCL_ALLOW_CPU=1). The weights are the models' initial
 // values (seed 42): the time does not depend on them. Times and rates are wall-clock
 // (UseRealTime: the CPU backend runs on LOCUS_NUM_THREADS threads); a GPU benchmark waits
 // for the device at the end of each iteration. If the GPU cannot be opened its benchmarks
@@ -111,9 +111,7 @@ class inferrer {
   inferrer() : model_(make_model<Dev, N>()) {
     if constexpr (K != kind::predict) plan_.emplace(*model_, InferenceOptions{.max_batch = kBatch});
     if constexpr (K == kind::int8) {
-      const Calibration cal =
-          calibrate(*plan_, host_data().train_images, {.method = CalibrationMethod::percentile});
-      quantized_.emplace(quantize(*plan_, cal));
+      quantized_.emplace(quantize(*plan_, calibrate(*plan_, host_data().train_images)));
     }
   }
 
@@ -128,9 +126,9 @@ class inferrer {
   }
 
   std::string label() const {
-    if constexpr (K == kind::int8) {
+    if constexpr (K == kind::int8 && !is_gpu<Dev>) {
       return device_label<Dev>() + ", int8 kernel " +
-             inference::cpu::to_string(quantized_->kernel()) + ", percentile calibration";
+             inference::cpu::to_string(quantized_->kernel());
     } else {
       return device_label<Dev>();
     }
@@ -139,7 +137,7 @@ class inferrer {
  private:
   std::unique_ptr<Model<Dev>> model_;
   std::optional<InferencePlan<Dev>> plan_;
-  std::optional<QuantizedPlan<Device<CPU>>> quantized_;
+  std::optional<QuantizedPlan<Dev>> quantized_;
 };
 
 using locus_bench::guarded;
@@ -202,8 +200,7 @@ template <class Dev, net N>
 void register_net(const std::string& model, const std::string& dev) {
   register_kind<Dev, N, kind::predict>("inference_" + model + "_predict_" + dev);
   register_kind<Dev, N, kind::fp32>("inference_" + model + "_fp32_" + dev);
-  if constexpr (!is_gpu<Dev>)
-    register_kind<Dev, N, kind::int8>("inference_" + model + "_int8_" + dev);
+  register_kind<Dev, N, kind::int8>("inference_" + model + "_int8_" + dev);
 }
 
 [[maybe_unused]] const bool registered = [] {

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -42,6 +43,22 @@ int run_with_model_file(const std::string& name, bool quick, const std::filesyst
     std::filesystem::remove(path, ec);
   }
   return rc;
+}
+
+/// The fraction of rows of `probabilities` [N, 10] whose largest entry (the first of
+/// equal ones, as Keras's argmax) is at the label's index.
+inline double accuracy(const locus::Tensor<float, locus::Device<locus::CPU>>& probabilities,
+                       const locus::Tensor<std::int32_t, locus::Device<locus::CPU>>& labels) {
+  const std::size_t n = labels.size(), classes = probabilities.shape()[1];
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* row = probabilities.data() + i * classes;
+    std::size_t best = 0;
+    for (std::size_t k = 1; k < classes; ++k)
+      if (row[k] > row[best]) best = k;
+    right += static_cast<std::int32_t>(best) == labels.data()[i];
+  }
+  return static_cast<double>(right) / static_cast<double>(n);
 }
 
 }  // namespace model_file_example

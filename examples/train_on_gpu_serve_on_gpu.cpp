@@ -43,22 +43,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// The fraction of rows of `probabilities` [N, 10] whose largest entry (the first of
-/// equal ones, as Keras's argmax) is at the label's index.
-double accuracy(const Tensor<float, Host>& probabilities,
-                const Tensor<std::int32_t, Host>& labels) {
-  const std::size_t n = labels.size(), classes = probabilities.shape()[1];
-  std::size_t right = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float* row = probabilities.data() + i * classes;
-    std::size_t best = 0;
-    for (std::size_t k = 1; k < classes; ++k)
-      if (row[k] > row[best]) best = k;
-    right += static_cast<std::int32_t>(best) == labels.data()[i];
-  }
-  return static_cast<double>(right) / static_cast<double>(n);
-}
-
 std::string describe(const transfer_stats& s) {
   return std::to_string(s.host_to_device_calls) + " uploads (" +
          std::to_string(s.host_to_device_bytes) + " bytes), " +
@@ -142,8 +126,8 @@ int run(const data::fashion_mnist& data, const Options& opt, const std::filesyst
     ok = false;
   }
 
-  const double trained_accuracy = accuracy(trained, data.test_labels);
-  const double served_accuracy = accuracy(predictions, data.test_labels);
+  const double trained_accuracy = model_file_example::accuracy(trained, data.test_labels);
+  const double served_accuracy = model_file_example::accuracy(predictions, data.test_labels);
   const bool same_bits =
       std::memcmp(trained.data(), predictions.data(), predictions.size() * sizeof(float)) == 0;
   std::cout << "test accuracy: trained model " << trained_accuracy << ", loaded model "

@@ -75,6 +75,16 @@ inline void hdf5_weights(const std::uint8_t* data, std::size_t size) {
   }
 }
 
+/// A quantized model file (save_quantized's .keras with locus_quantization.json): read,
+/// bound to the host, lowered, quantized and its test cases re-run.
+inline void quantized_file(const std::uint8_t* data, std::size_t size) {
+  try {
+    (void)locus::io::read_quantized<locus::Device<locus::CPU>>(bytes_of(data, size), "<fuzz>",
+                                                               {.max_batch = 2, .workspaces = 1});
+  } catch (const locus::error&) {
+  }
+}
+
 /// A NumPy .npy file (locus-model predict's input).
 inline void npy(const std::uint8_t* data, std::size_t size) {
   try {

@@ -86,19 +86,11 @@ class InferencePlan {
  public:
   using tensor = Tensor<float, Dev>;
 
-  /// Compiles `model` (built, on Dev) for inference.
-  explicit InferencePlan(const Model<Dev, float>& model, InferenceOptions options = {})
-      : options_(options),
-        graph_(std::make_shared<const inference::Graph>(
-            inference::lower(model.description(), inference::detail::weights_of(model)))),
-        runner_(graph_, options) {}
-
-  /// A model on another device is refused at compile time: the plan runs where the model is.
+  /// Compiles `model` (built, on Dev) for inference. A model on another device is refused
+  /// at compile time: the plan runs where the model is.
   template <AnyDevice D2>
-  requires(!std::is_same_v<D2, Dev>) explicit InferencePlan(const Model<D2, float>&,
-                                                            InferenceOptions = {}) {
-    (void)sizeof(locus::detail::model_device_mismatch<Dev, D2>);
-  }
+  explicit InferencePlan(const Model<D2, float>& model, InferenceOptions options = {})
+      : options_(options), graph_(lower(model)), runner_(graph_, options) {}
 
   const inference::Graph& graph() const { return *graph_; }
   const std::shared_ptr<const inference::Graph>& shared_graph() const { return graph_; }
@@ -126,15 +118,34 @@ class InferencePlan {
 
   /// Data on another device than the plan's: one line naming both and the fix.
   template <class X>
-  requires(is_tensor_v<X> &&
-           !std::is_same_v<typename X::device_type, Dev>) void predict(const X&) const {
+  requires(is_tensor_v<X> && !std::is_same_v<typename X::device_type, Dev>) tensor predict(const X&)
+  const {
     (void)sizeof(locus::detail::require_same_device<Dev, typename X::device_type>);
+    return {};
+  }
+  template <class X, class Y>
+  requires(is_tensor_v<X>&& is_tensor_v<Y> &&
+           (!std::is_same_v<typename X::device_type, Dev> ||
+            !std::is_same_v<typename Y::device_type, Dev>)) void predict_into(const X&, Y&) const {
+    (void)sizeof(locus::detail::require_same_device<Dev, typename X::device_type>);
+    (void)sizeof(locus::detail::require_same_device<Dev, typename Y::device_type>);
   }
 
   /// The runner (the CPU one runs calibration).
   const auto& runner() const { return runner_; }
 
  private:
+  template <AnyDevice D2>
+  static std::shared_ptr<const inference::Graph> lower(const Model<D2, float>& model) {
+    (void)sizeof(locus::detail::model_device_mismatch<Dev, D2>);
+    if constexpr (std::is_same_v<D2, Dev>) {
+      return std::make_shared<const inference::Graph>(
+          inference::lower(model.description(), inference::detail::weights_of(model)));
+    } else {
+      return nullptr;
+    }
+  }
+
   void run(const tensor& x, tensor& y) const {
     const std::size_t n = x.shape()[0];
     if (n == 0) return;

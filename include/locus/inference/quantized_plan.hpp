@@ -75,9 +75,17 @@ class QuantizedPlan {
   }
 
   template <class X>
-  requires(is_tensor_v<X> &&
-           !std::is_same_v<typename X::device_type, Dev>) void predict(const X&) const {
+  requires(is_tensor_v<X> && !std::is_same_v<typename X::device_type, Dev>) tensor predict(const X&)
+  const {
     (void)sizeof(locus::detail::require_same_device<Dev, typename X::device_type>);
+    return {};
+  }
+  template <class X, class Y>
+  requires(is_tensor_v<X>&& is_tensor_v<Y> &&
+           (!std::is_same_v<typename X::device_type, Dev> ||
+            !std::is_same_v<typename Y::device_type, Dev>)) void predict_into(const X&, Y&) const {
+    (void)sizeof(locus::detail::require_same_device<Dev, typename X::device_type>);
+    (void)sizeof(locus::detail::require_same_device<Dev, typename Y::device_type>);
   }
 
  private:

@@ -71,7 +71,7 @@ inline std::vector<float> floats_of(const nn::Config& c, std::size_t n, const st
     throw format_error(what + " must be a list of " + std::to_string(n) + " numbers");
   std::vector<float> out;
   for (const auto& v : c.as_array()) {
-    if (!(v.is_double() || v.is_int()) || !std::isfinite(v.as_double()))
+    if (!v.is_number() || !std::isfinite(v.as_double()))
       throw format_error(what + " holds a value that is not a finite number");
     out.push_back(static_cast<float>(v.as_double()));
   }
@@ -165,13 +165,14 @@ void save_quantized(const Model<Dev, float>& model, const QuantizedPlan<QDev>& q
                         {{d::quantization_entry, io::detail::bytes_of(io::to_json_text(doc))}}));
 }
 
-/// Loads a quantized model saved by save_quantized onto Dev and re-checks its test cases.
+namespace io {
+
+/// A quantized model from the bytes of a file save_quantized wrote (`what` names it in
+/// messages), on Dev, its test cases re-checked: what load_quantized does after reading.
 template <AnyDevice Dev>
-QuantizedPlan<Dev> load_quantized(const std::filesystem::path& path, InferenceOptions options = {},
-                                  QuantizeOptions qo = {}) {
+QuantizedPlan<Dev> read_quantized(std::vector<std::byte> bytes, const std::string& what,
+                                  InferenceOptions options = {}, QuantizeOptions qo = {}) {
   namespace d = io::detail;
-  const std::string what = path.string();
-  std::vector<std::byte> bytes = io::read_file(path);
   nn::Config doc;
   {
     const io::ZipReader zip = io::ZipReader::from_bytes(bytes, what);
@@ -261,7 +262,7 @@ QuantizedPlan<Dev> load_quantized(const std::filesystem::path& path, InferenceOp
     qg.calibration.method = m->is_string() && m->as_string() == "min_max"
                                 ? CalibrationMethod::min_max
                                 : CalibrationMethod::percentile;
-  if (const auto* p = cal.find("percentile"); p && (p->is_double() || p->is_int()))
+  if (const auto* p = cal.find("percentile"); p && p->is_number())
     qg.calibration.percentile = p->as_double();
   if (const auto* b = cal.find("bins"); b && b->is_int() && b->as_int() > 0)
     qg.calibration.bins = static_cast<std::size_t>(b->as_int());
@@ -296,6 +297,15 @@ QuantizedPlan<Dev> load_quantized(const std::filesystem::path& path, InferenceOp
           "", std::to_string(expected[i]), std::to_string(y.data()[i]));
   }
   return q;
+}
+
+}  // namespace io
+
+/// Loads a quantized model saved by save_quantized onto Dev and re-checks its test cases.
+template <AnyDevice Dev>
+QuantizedPlan<Dev> load_quantized(const std::filesystem::path& path, InferenceOptions options = {},
+                                  QuantizeOptions qo = {}) {
+  return io::read_quantized<Dev>(io::read_file(path), path.string(), options, qo);
 }
 
 }  // namespace locus

@@ -21,7 +21,11 @@
 #include <string>
 #include <vector>
 
-#include "../../backend/cpu/simd.hpp"  // includes <immintrin.h> with GCC 12's warnings handled
+// simd.hpp first: with GCC 12 it reads <immintrin.h> with that compiler's warnings handled.
+#include "../../backend/cpu/simd.hpp"
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // every intrinsic, usable in functions with target attributes
+#endif
 #include "../../error.hpp"
 
 namespace locus::inference::cpu {

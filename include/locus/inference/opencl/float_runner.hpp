@@ -111,7 +111,7 @@ class FloatRunner {
   void run(const buffer& x, std::size_t n, buffer& y) const {
     const Graph& g = *g_;
     const std::size_t in_size = g.per_sample(g.input), out_size = g.per_sample(g.output);
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(*mutex_);
     for (std::size_t first = 0; first < n; first += max_batch_) {
       const std::size_t m = std::min(max_batch_, n - first);
       B::copy(x, first * in_size, *in_, 0, m * in_size);
@@ -269,7 +269,7 @@ class FloatRunner {
   // The plan's buffers: written by const calls (serialised by mutex_), never reallocated.
   mutable std::vector<buffer> slot_;
   mutable std::optional<buffer> in_, out_, cols_;
-  mutable std::mutex mutex_;
+  std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();  // movable plans
 };
 
 }  // namespace locus::inference::opencl

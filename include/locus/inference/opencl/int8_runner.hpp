@@ -209,7 +209,7 @@ class Int8Runner {
   void run(const buffer<float>& x, std::size_t n, buffer<float>& y) const {
     const Graph& g = *q_->graph;
     const std::size_t in_size = g.per_sample(g.input), out_size = g.per_sample(g.output);
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(*mutex_);
     for (std::size_t first = 0; first < n; first += max_batch_) {
       const std::size_t m = std::min(max_batch_, n - first);
       B::copy(x, first * in_size, *in_float_, 0, m * in_size);
@@ -451,7 +451,7 @@ class Int8Runner {
   mutable std::optional<buffer<std::uint8_t>> in_, cols_;
   std::optional<buffer<float>> unit_ = upload(std::vector<float>{1.0f}),
                                zero_ = upload(std::vector<float>{0.0f});
-  mutable std::mutex mutex_;
+  std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();  // movable plans
 };
 
 }  // namespace locus::inference::opencl
