@@ -371,7 +371,9 @@ TEST(InferenceInt8, RefusesBadCalibration) {
   auto bad = images(4, 1);
   bad.data()[7] = std::nanf("");
   EXPECT_THROW(calibrate(plan, bad), argument_error);
-  EXPECT_THROW(calibrate(plan, images(4, 1), {.percentile = 0.0}), argument_error);
+  EXPECT_THROW(calibrate(plan, images(4, 1),
+                         {.method = CalibrationMethod::percentile, .percentile = 0.0}),
+               argument_error);
   EXPECT_THROW(calibrate(plan, Tensor<float, CPUDev>::zeros({4, 28, 28, 2})), shape_error);
   Model<CPUDev> other(residual_example::residual_cnn(), 1);
   const InferencePlan<CPUDev> other_plan(other);

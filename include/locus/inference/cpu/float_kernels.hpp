@@ -135,6 +135,20 @@ inline void conv_tile(const float* x, std::size_t row, std::size_t step, std::si
       activate(acc[p][v], act).store_unaligned(y + p * y_step + v * lanes);
 }
 
+/// The last `rem` (< P) pixels of a row: one tile of exactly rem pixels.
+template <std::size_t NV, std::size_t P>
+inline void conv_tail(std::size_t rem, const float* x, std::size_t row, std::size_t step,
+                      std::size_t c, std::size_t kh, std::size_t kw, const float* w, std::size_t f,
+                      const float* bias, gemm_activation act, float* y, std::size_t y_step) {
+  if constexpr (P > 1) {
+    if (rem == P - 1) {
+      conv_tile<NV, P - 1>(x, row, step, c, kh, kw, w, f, bias, act, y, y_step);
+    } else {
+      conv_tail<NV, P - 1>(rem, x, row, step, c, kh, kw, w, f, bias, act, y, y_step);
+    }
+  }
+}
+
 template <std::size_t NV>
 inline void conv_vectors(const float* x, const conv_geometry& g, std::size_t row, const float* w,
                          std::size_t f, const float* bias, gemm_activation act, float* y) {
@@ -146,8 +160,9 @@ inline void conv_vectors(const float* x, const conv_geometry& g, std::size_t row
     std::size_t ow = 0;
     for (; ow + P <= g.ow; ow += P)
       conv_tile<NV, P>(xr + ow * step, row, step, g.c, g.kh, g.kw, w, f, bias, act, yr + ow * f, f);
-    for (; ow < g.ow; ++ow)
-      conv_tile<NV, 1>(xr + ow * step, row, step, g.c, g.kh, g.kw, w, f, bias, act, yr + ow * f, f);
+    if (ow < g.ow)
+      conv_tail<NV, P>(g.ow - ow, xr + ow * step, row, step, g.c, g.kh, g.kw, w, f, bias, act,
+                       yr + ow * f, f);
   }
 }
 
@@ -186,40 +201,69 @@ inline void conv2d_image(const float* x, const conv_geometry& g, std::size_t pad
 }
 
 /// y[r, n] = act(bias[n] + x[r, :] . wt[n, :]) for `rows` rows; wt is the kernel transposed
-/// ([units, k]), so each output is a dot product along contiguous memory. Four rows share
-/// each load of wt.
+/// ([units, k]), so each output is a dot product along contiguous memory.
+///
+/// Blocked so that everything read in the inner loop is in L1: four rows and sixteen units
+/// at a time, k in chunks of 512 floats (4 x 2 KB of rows and 16 x 2 KB of weights), with
+/// vector accumulators per (row, unit) kept across chunks. Each row sums into two vectors so
+/// that eight independent chains of fused multiply-adds keep both FMA ports busy; the
+/// accumulators are reduced once at the end.
 inline void dense_rows(const float* x, std::size_t rows, std::size_t k, const float* wt,
                        std::size_t units, const float* bias, gemm_activation act, float* y) {
-  const std::size_t kv = k - k % lanes;
-  std::size_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const float* x0 = x + r * k;
-    for (std::size_t n = 0; n < units; ++n) {
-      const float* wn = wt + n * k;
-      vec a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-      for (std::size_t i = 0; i < kv; i += lanes) {
-        const vec wv = vec::load_unaligned(wn + i);
-        a0 = xsimd::fma(vec::load_unaligned(x0 + i), wv, a0);
-        a1 = xsimd::fma(vec::load_unaligned(x0 + k + i), wv, a1);
-        a2 = xsimd::fma(vec::load_unaligned(x0 + 2 * k + i), wv, a2);
-        a3 = xsimd::fma(vec::load_unaligned(x0 + 3 * k + i), wv, a3);
+  constexpr std::size_t RB = 4, NB = 16, KC = 512;
+  const std::size_t k2 = k - k % (2 * lanes), kv = k - k % lanes;
+  for (std::size_t r0 = 0; r0 < rows; r0 += RB) {
+    const std::size_t rb = std::min(RB, rows - r0);
+    const float* xb = x + r0 * k;
+    for (std::size_t n0 = 0; n0 < units; n0 += NB) {
+      const std::size_t nb = std::min(NB, units - n0);
+      vec acc[RB][NB][2];
+      for (std::size_t q = 0; q < RB; ++q)
+        for (std::size_t n = 0; n < NB; ++n) acc[q][n][0] = acc[q][n][1] = vec(0.0f);
+      for (std::size_t kc = 0; kc < k2; kc += KC) {
+        const std::size_t ke = std::min(kc + KC, k2);
+        for (std::size_t n = 0; n < nb; ++n) {
+          const float* wn = wt + (n0 + n) * k;
+          if (rb == RB) {
+            vec a[RB][2];
+#pragma GCC unroll 4
+            for (std::size_t q = 0; q < RB; ++q) a[q][0] = acc[q][n][0], a[q][1] = acc[q][n][1];
+            for (std::size_t i = kc; i < ke; i += 2 * lanes) {
+              const vec w0 = vec::load_unaligned(wn + i), w1 = vec::load_unaligned(wn + i + lanes);
+#pragma GCC unroll 4
+              for (std::size_t q = 0; q < RB; ++q) {
+                a[q][0] = xsimd::fma(vec::load_unaligned(xb + q * k + i), w0, a[q][0]);
+                a[q][1] = xsimd::fma(vec::load_unaligned(xb + q * k + i + lanes), w1, a[q][1]);
+              }
+            }
+#pragma GCC unroll 4
+            for (std::size_t q = 0; q < RB; ++q) acc[q][n][0] = a[q][0], acc[q][n][1] = a[q][1];
+          } else {
+            for (std::size_t q = 0; q < rb; ++q) {
+              vec a0 = acc[q][n][0], a1 = acc[q][n][1];
+              for (std::size_t i = kc; i < ke; i += 2 * lanes) {
+                a0 = xsimd::fma(vec::load_unaligned(xb + q * k + i), vec::load_unaligned(wn + i),
+                                a0);
+                a1 = xsimd::fma(vec::load_unaligned(xb + q * k + i + lanes),
+                                vec::load_unaligned(wn + i + lanes), a1);
+              }
+              acc[q][n][0] = a0;
+              acc[q][n][1] = a1;
+            }
+          }
+        }
       }
-      float s[4] = {xsimd::hadd(a0), xsimd::hadd(a1), xsimd::hadd(a2), xsimd::hadd(a3)};
-      for (std::size_t i = kv; i < k; ++i)
-        for (std::size_t q = 0; q < 4; ++q) s[q] += x0[q * k + i] * wn[i];
-      for (std::size_t q = 0; q < 4; ++q) y[(r + q) * units + n] = activate(s[q] + bias[n], act);
-    }
-  }
-  for (; r < rows; ++r) {
-    const float* xr = x + r * k;
-    for (std::size_t n = 0; n < units; ++n) {
-      const float* wn = wt + n * k;
-      vec a(0.0f);
-      for (std::size_t i = 0; i < kv; i += lanes)
-        a = xsimd::fma(vec::load_unaligned(xr + i), vec::load_unaligned(wn + i), a);
-      float s = xsimd::hadd(a);
-      for (std::size_t i = kv; i < k; ++i) s += xr[i] * wn[i];
-      y[r * units + n] = activate(s + bias[n], act);
+      for (std::size_t q = 0; q < rb; ++q)
+        for (std::size_t n = 0; n < nb; ++n) {
+          const float* wn = wt + (n0 + n) * k;
+          const float* xr = xb + q * k;
+          vec a = acc[q][n][0] + acc[q][n][1];
+          for (std::size_t i = k2; i < kv; i += lanes)
+            a = xsimd::fma(vec::load_unaligned(xr + i), vec::load_unaligned(wn + i), a);
+          float sum = xsimd::hadd(a);
+          for (std::size_t t = kv; t < k; ++t) sum += xr[t] * wn[t];
+          y[(r0 + q) * units + n0 + n] = activate(sum + bias[n0 + n], act);
+        }
     }
   }
 }
@@ -228,6 +272,22 @@ inline void dense_rows(const float* x, std::size_t rows, std::size_t k, const fl
 /// inside the image).
 inline void pool_image(pool_kind kind, const float* x, const pool_geometry& g, float* y) {
   const std::size_t cv = g.c - g.c % lanes;
+  if (kind == pool_kind::max && g.ph == 2 && g.pw == 2 && g.sh == 2 && g.sw == 2 &&
+      g.pad_top == 0 && g.pad_left == 0 && cv == g.c) {
+    // The common 2x2 max pooling: four loads and three maxima per vector of channels.
+    const std::size_t row = g.w * g.c;
+    for (std::size_t oh = 0; oh < g.oh; ++oh)
+      for (std::size_t ow = 0; ow < g.ow; ++ow) {
+        const float* p = x + (2 * oh * g.w + 2 * ow) * g.c;
+        float* q = y + (oh * g.ow + ow) * g.c;
+        for (std::size_t c = 0; c < g.c; c += lanes)
+          xsimd::max(xsimd::max(vec::load_unaligned(p + c), vec::load_unaligned(p + g.c + c)),
+                     xsimd::max(vec::load_unaligned(p + row + c),
+                                vec::load_unaligned(p + row + g.c + c)))
+              .store_unaligned(q + c);
+      }
+    return;
+  }
   for (std::size_t oh = 0; oh < g.oh; ++oh) {
     const std::size_t h0 = oh * g.sh > g.pad_top ? oh * g.sh - g.pad_top : 0;
     const std::size_t h1 = std::min(g.h, oh * g.sh + g.ph - g.pad_top);

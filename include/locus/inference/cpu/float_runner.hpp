@@ -62,12 +62,13 @@ struct SlotPlan {
 /// fixed array.
 inline constexpr std::size_t max_step_inputs = 16;
 
-/// Images per micro-batch: enough rows for the dense steps, few enough that a slot stays
-/// within a core's L2 (about 256 K floats).
+/// Images per micro-batch: enough rows for the dense steps to share each load of their
+/// weights (a multiple of their four-row blocks), few enough that the live slots stay
+/// within a core's L2 (about 512 KB per slot).
 inline std::size_t micro_batch_for(std::size_t per_sample, std::size_t requested) {
   if (requested) return requested;
-  return std::clamp<std::size_t>((std::size_t{1} << 16) / std::max<std::size_t>(per_sample, 1), 1,
-                                 32);
+  const std::size_t fit = (std::size_t{1} << 17) / std::max<std::size_t>(per_sample, 1);
+  return fit < 4 ? std::max<std::size_t>(fit, 1) : std::min<std::size_t>((fit + 2) / 4 * 4, 32);
 }
 
 class FloatRunner {

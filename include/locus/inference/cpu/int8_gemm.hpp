@@ -145,6 +145,10 @@ struct Int8Epilogue {
   void* out;
   std::size_t ldo;  ///< elements per row of out
   std::size_t n;    ///< valid columns
+  /// Rows come in groups of four (a 2x2 max-pooling window, im2col rows in window order):
+  /// each group's largest sums are written back once, as row r / 4. The write-back is
+  /// increasing in the sum (positive scales, relu), so pooling before it is exact.
+  bool pool4 = false;
 };
 
 namespace int8_detail {
@@ -211,6 +215,18 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni_tile(
     }
   }
   if (e) {
+    if constexpr (R % 4 == 0) {
+      if (e->pool4) {
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < R; r += 4)
+#pragma GCC unroll 16
+          for (std::size_t j = 0; j < NB; ++j)
+            vnni_store(_mm512_max_epi32(_mm512_max_epi32(acc[r][j], acc[r + 1][j]),
+                                        _mm512_max_epi32(acc[r + 2][j], acc[r + 3][j])),
+                       (row0 + r) / 4, col0 + j * 16, *e);
+        return;
+      }
+    }
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r)
 #pragma GCC unroll 16
@@ -230,6 +246,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni_columns(
     std::int32_t* c, std::size_t ldc, const Int8Epilogue* e, std::size_t col0) {
   constexpr std::size_t R = NB == 1 ? 12 : NB == 2 ? 12 : NB == 3 ? 8 : 6;
   std::size_t r = 0;
+  if (e && e->pool4) {  // whole windows per tile (m is a multiple of 4)
+    constexpr std::size_t R4 = R / 4 * 4;
+    for (; r + R4 <= m; r += R4)
+      vnni_tile<NB, R4>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
+    for (; r < m; r += 4) vnni_tile<NB, 4>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
+    return;
+  }
   for (; r + R <= m; r += R)
     vnni_tile<NB, R>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
   for (; r < m; ++r) vnni_tile<NB, 1>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
@@ -306,6 +329,18 @@ __attribute__((target("avx2,fma"))) inline void avx2_tile(const std::uint8_t* a,
     }
   }
   if (e) {
+    if constexpr (R % 4 == 0) {
+      if (e->pool4) {
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < R; r += 4)
+#pragma GCC unroll 16
+          for (std::size_t j = 0; j < NB; ++j)
+            avx2_store(_mm256_max_epi32(_mm256_max_epi32(acc[r][j], acc[r + 1][j]),
+                                        _mm256_max_epi32(acc[r + 2][j], acc[r + 3][j])),
+                       (row0 + r) / 4, col0 + j * 8, *e);
+        return;
+      }
+    }
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r)
 #pragma GCC unroll 16
@@ -327,6 +362,10 @@ __attribute__((target("avx2,fma"))) inline void avx2_columns(const std::uint8_t*
                                                              std::size_t col0) {
   constexpr std::size_t R = NB == 1 ? 8 : NB == 2 ? 4 : 2;
   std::size_t r = 0;
+  if (e && e->pool4) {  // whole windows per tile (m is a multiple of 4)
+    for (; r < m; r += 4) avx2_tile<NB, 4>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
+    return;
+  }
   for (; r + R <= m; r += R)
     avx2_tile<NB, R>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
   for (; r < m; ++r) avx2_tile<NB, 1>(a + r * lda, lda, b, kp, c + r * ldc, ldc, e, r, col0);
@@ -350,15 +389,29 @@ __attribute__((target("avx2,fma"))) inline void gemm_avx2(const std::uint8_t* a,
 
 inline void gemm_portable(const std::uint8_t* a, std::size_t m, std::size_t lda, const PackedB& b,
                           std::int32_t* c, std::size_t ldc, const Int8Epilogue* e) {
-  for (std::size_t r = 0; r < m; ++r) {
-    // With an epilogue, C is one row of scratch (ldc >= n) written back at once.
-    std::int32_t* cr = e ? c : c + r * ldc;
+  auto row_sums = [&](std::size_t r, std::int32_t* cr) {
     std::fill(cr, cr + b.n, 0);
     for (std::size_t k = 0; k < b.k; ++k) {
       const std::int32_t av = a[r * lda + k];
       const std::int8_t* bk = b.bytes.data() + k * b.n;
       for (std::size_t n = 0; n < b.n; ++n) cr[n] += av * bk[n];
     }
+  };
+  if (e && e->pool4) {  // C: two rows of scratch (ldc >= n each)
+    for (std::size_t r = 0; r < m; r += 4) {
+      row_sums(r, c);
+      for (std::size_t q = 1; q < 4; ++q) {
+        row_sums(r + q, c + ldc);
+        for (std::size_t n = 0; n < b.n; ++n) c[n] = std::max(c[n], c[ldc + n]);
+      }
+      write_back_scalar(c, r / 4, *e);
+    }
+    return;
+  }
+  for (std::size_t r = 0; r < m; ++r) {
+    // With an epilogue, C is one row of scratch (ldc >= n) written back at once.
+    std::int32_t* cr = e ? c : c + r * ldc;
+    row_sums(r, cr);
     if (e) write_back_scalar(cr, r, *e);
   }
 }

@@ -122,6 +122,12 @@ class Int8Runner {
         }
       }
     }
+    for (std::size_t i = 0; i + 1 < g.steps.size(); ++i) {
+      if (!prepared_[i].skip && poolable(i)) {
+        prepared_[i].pooled = true;
+        prepared_[i + 1].skip = true;
+      }
+    }
     // Slots hold bytes: four times the float runner's images fit the same cache.
     mb_ = micro_batch_for((slots_.slot_values + 3) / 4, options.micro_batch);
     const std::size_t slot_bytes = slots_.slot_values * mb_;
@@ -174,7 +180,33 @@ class Int8Runner {
     // Padded to b.np with zeros: the fused write-back reads whole vectors.
     std::vector<std::int32_t> corr;
     std::vector<float> mult, bias;
+    // A convolution that also runs the 2x2 max pooling after it (its output's only reader):
+    // the products are pooled in registers and written back once per window, and the
+    // pooling step is skipped.
+    bool pooled = false, skip = false;
   };
+
+  /// Whether step i (a convolution) and step i + 1 (a 2x2 max pooling of stride 2 over its
+  /// output only) can run as one.
+  bool poolable(std::size_t i) const {
+    const Graph& g = *q_->graph;
+    if (i + 1 >= g.steps.size()) return false;
+    const Step& c = g.steps[i];
+    const Step& p = g.steps[i + 1];
+    const std::size_t v = g.root[c.out];
+    if (c.kind != StepKind::conv2d || p.kind != StepKind::pool || p.pooling != pool_kind::max ||
+        c.softmax || (c.act != gemm_activation::linear && c.act != gemm_activation::relu))
+      return false;
+    if (g.root[p.in[0]] != v || v == g.root[g.output] || g.last_read[v] != i + 1) return false;
+    const pool_geometry& pg = p.pool;
+    if (pg.ph != 2 || pg.pw != 2 || pg.sh != 2 || pg.sw != 2 || pg.pad_top || pg.pad_left ||
+        c.conv.oh % 2 || c.conv.ow % 2)
+      return false;
+    for (std::size_t j = 0; j < g.steps.size(); ++j)
+      for (auto u : g.steps[j].in)
+        if (j != i + 1 && g.root[u] == v) return false;
+    return true;
+  }
 
   QuantParams param(std::size_t v) const { return q_->params[q_->graph->root[v]]; }
   bool is_output(std::size_t v) const {
@@ -214,17 +246,21 @@ class Int8Runner {
     for (std::size_t i = 0; i < g.steps.size(); ++i) {
       const Step& s = g.steps[i];
       const Prepared& p = prepared_[i];
+      if (p.skip) continue;  // run by the step before
+      // A pooled convolution writes the pooling step's output.
+      const std::size_t result = p.pooled ? g.steps[i + 1].out : s.out;
       const auto* src = static_cast<const std::uint8_t*>(at(s.in[0]));
-      void* dst = at(s.out);
-      const QuantParams in = param(s.in[0]), out = param(s.out);
-      const Sink sink{is_output(s.out), 1.0f / out.scale, out.zero_point, dst};
-      const std::size_t in_size = g.per_sample(s.in[0]), out_size = g.per_sample(s.out);
+      void* dst = at(result);
+      const QuantParams in = param(s.in[0]), out = param(result);
+      const Sink sink{is_output(result), 1.0f / out.scale, out.zero_point, dst};
+      const std::size_t in_size = g.per_sample(s.in[0]), out_size = g.per_sample(result);
       switch (s.kind) {
         case StepKind::conv2d:
           for (std::size_t k = 0; k < m; ++k) {
             im2col(src + k * in_size, s.conv, p.b.kp, static_cast<std::uint8_t>(in.zero_point),
-                   ws.pad.data(), ws.cols.data());
-            gemm_rows(ws.cols.data(), s.conv.oh * s.conv.ow, p.b.kp, s, p, sink, k * out_size, ws);
+                   ws.pad.data(), ws.cols.data(), p.pooled);
+            gemm_rows(ws.cols.data(), s.conv.oh * s.conv.ow, p.b.kp, s, p, sink, k * out_size, ws,
+                      p.pooled);
           }
           break;
         case StepKind::dense: {
@@ -320,9 +356,10 @@ class Int8Runner {
   /// One image's im2col rows of kp bytes. A padded convolution first copies the image into
   /// a border of the zero point (which stands for 0.0), so that every window is kw * c
   /// contiguous bytes per kernel row. The bytes past kh * kw * c in a row are left as they
-  /// are: they meet zero rows of B.
+  /// are: they meet zero rows of B. In window order (a pooled convolution) the rows go by
+  /// 2x2 pooling window: (2i, 2j), (2i, 2j + 1), (2i + 1, 2j), (2i + 1, 2j + 1), ...
   static void im2col(const std::uint8_t* x, const conv_geometry& g, std::size_t kp, std::uint8_t zp,
-                     std::uint8_t* pad, std::uint8_t* cols) {
+                     std::uint8_t* pad, std::uint8_t* cols, bool window_order) {
     const padded_image p = padded_extent(g);
     std::size_t wp = g.w;
     if (p.needed) {
@@ -335,7 +372,10 @@ class Int8Runner {
     const std::size_t span = g.kw * g.c;
     for (std::size_t oh = 0; oh < g.oh; ++oh)
       for (std::size_t ow = 0; ow < g.ow; ++ow) {
-        std::uint8_t* row = cols + (oh * g.ow + ow) * kp;
+        const std::size_t r = window_order ? ((oh / 2) * (g.ow / 2) + ow / 2) * 4 + (oh % 2) * 2 +
+                                                 ow % 2
+                                           : oh * g.ow + ow;
+        std::uint8_t* row = cols + r * kp;
         const std::uint8_t* src = x + ((oh * g.sh) * wp + ow * g.sw) * g.c;
         for (std::size_t i = 0; i < g.kh; ++i) copy_bytes(row + i * span, src + i * wp * g.c, span);
       }
@@ -344,7 +384,8 @@ class Int8Runner {
   /// rows x units outputs of a product, written back from output element `offset`: fused
   /// into the product's tiles for linear and relu, else from int32 blocks of block_rows.
   void gemm_rows(const std::uint8_t* a, std::size_t rows, std::size_t lda, const Step& s,
-                 const Prepared& p, const Sink& sink, std::size_t offset, Workspace& ws) const {
+                 const Prepared& p, const Sink& sink, std::size_t offset, Workspace& ws,
+                 bool pool4 = false) const {
     const std::size_t elem = sink.to_float ? sizeof(float) : 1;
     auto* out = static_cast<std::uint8_t*>(sink.data) + offset * elem;
     if (s.act == gemm_activation::linear || s.act == gemm_activation::relu) {
@@ -357,7 +398,8 @@ class Int8Runner {
                            static_cast<float>(sink.zp),
                            out,
                            s.units,
-                           s.units};
+                           s.units,
+                           pool4};
       gemm_u8s8(a, rows, lda, p.b, ws.acc.data(), p.b.np, &e);
     } else {
       const int8_detail::WriteBack wb{p.corr.data(), p.mult.data(),  p.bias.data(), s.act,
@@ -370,7 +412,7 @@ class Int8Runner {
       }
     }
     if (s.softmax && sink.to_float)
-      softmax_rows(static_cast<float*>(sink.data) + offset, rows, s.units);
+      softmax_rows(static_cast<float*>(sink.data) + offset, pool4 ? rows / 4 : rows, s.units);
   }
 
   /// The sum of two quantized tensors (relu or not), requantised: the residual connection.
