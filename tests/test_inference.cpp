@@ -322,20 +322,25 @@ TEST(InferenceInt8, AutomaticPicksTheBestKernelAndRefusesMissingOnes) {
   }
 }
 
+/// The same quantization on the device (OpenCL kernels, the pooling a step of its own) and
+/// on the host (the headline's convolution and pooling fused): the residual CNN and the
+/// headline CNN.
 TYPED_TEST(Inference, Int8OnTheDeviceMatchesTheHost) {
   using Dev = TypeParam;
-  Model<Dev> model(residual_example::residual_cnn(), 5);
-  randomise_normalisation(model, 400);
-  const InferencePlan<Dev> plan(model, {.max_batch = 8});
-  const auto cal = calibrate(plan, images(32, 8));
-  const auto x = images(13, 10);
-  const auto on_device = host(quantize(plan, cal).predict(on<Dev>(x)));
-  // The same quantization run by the host plan.
-  const InferencePlan<CPUDev> host_plan(to<CPUDev>(model));
-  const auto on_host = quantize(host_plan, cal).predict(x);
-  EXPECT_LE(max_diff(on_device, on_host), 1e-3);
-  // and close to float (random weights: outputs near uniform, so compare values).
-  EXPECT_LE(max_diff(on_host, host_plan.predict(x)), 5e-2);
+  Model<Dev> residual(residual_example::residual_cnn(), 5);
+  randomise_normalisation(residual, 400);
+  auto headline = headline_example::headline_cnn<Dev>(3);
+  for (Model<Dev>* model : {&residual, static_cast<Model<Dev>*>(&headline)}) {
+    const InferencePlan<Dev> plan(*model, {.max_batch = 8});
+    const auto cal = calibrate(plan, images(32, 8));
+    const auto x = images(13, 10);
+    const auto on_device = host(quantize(plan, cal).predict(on<Dev>(x)));
+    const InferencePlan<CPUDev> host_plan(to<CPUDev>(*model));
+    const auto on_host = quantize(host_plan, cal).predict(x);
+    EXPECT_LE(max_diff(on_device, on_host), 1e-3);
+    // and close to float (random weights: outputs near uniform, so compare values).
+    EXPECT_LE(max_diff(on_host, host_plan.predict(x)), 5e-2);
+  }
 }
 
 TEST(InferenceInt8, CalibrationRanges) {
@@ -371,9 +376,9 @@ TEST(InferenceInt8, RefusesBadCalibration) {
   auto bad = images(4, 1);
   bad.data()[7] = std::nanf("");
   EXPECT_THROW(calibrate(plan, bad), argument_error);
-  EXPECT_THROW(calibrate(plan, images(4, 1),
-                         {.method = CalibrationMethod::percentile, .percentile = 0.0}),
-               argument_error);
+  EXPECT_THROW(
+      calibrate(plan, images(4, 1), {.method = CalibrationMethod::percentile, .percentile = 0.0}),
+      argument_error);
   EXPECT_THROW(calibrate(plan, Tensor<float, CPUDev>::zeros({4, 28, 28, 2})), shape_error);
   Model<CPUDev> other(residual_example::residual_cnn(), 1);
   const InferencePlan<CPUDev> other_plan(other);

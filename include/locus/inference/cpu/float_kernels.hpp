@@ -281,9 +281,9 @@ inline void pool_image(pool_kind kind, const float* x, const pool_geometry& g, f
         const float* p = x + (2 * oh * g.w + 2 * ow) * g.c;
         float* q = y + (oh * g.ow + ow) * g.c;
         for (std::size_t c = 0; c < g.c; c += lanes)
-          xsimd::max(xsimd::max(vec::load_unaligned(p + c), vec::load_unaligned(p + g.c + c)),
-                     xsimd::max(vec::load_unaligned(p + row + c),
-                                vec::load_unaligned(p + row + g.c + c)))
+          xsimd::max(
+              xsimd::max(vec::load_unaligned(p + c), vec::load_unaligned(p + g.c + c)),
+              xsimd::max(vec::load_unaligned(p + row + c), vec::load_unaligned(p + row + g.c + c)))
               .store_unaligned(q + c);
       }
     return;

@@ -372,9 +372,9 @@ class Int8Runner {
     const std::size_t span = g.kw * g.c;
     for (std::size_t oh = 0; oh < g.oh; ++oh)
       for (std::size_t ow = 0; ow < g.ow; ++ow) {
-        const std::size_t r = window_order ? ((oh / 2) * (g.ow / 2) + ow / 2) * 4 + (oh % 2) * 2 +
-                                                 ow % 2
-                                           : oh * g.ow + ow;
+        const std::size_t r = window_order
+                                  ? ((oh / 2) * (g.ow / 2) + ow / 2) * 4 + (oh % 2) * 2 + ow % 2
+                                  : oh * g.ow + ow;
         std::uint8_t* row = cols + r * kp;
         const std::uint8_t* src = x + ((oh * g.sh) * wp + ow * g.sw) * g.c;
         for (std::size_t i = 0; i < g.kh; ++i) copy_bytes(row + i * span, src + i * wp * g.c, span);
