@@ -12,7 +12,7 @@
 #include <locus/io.hpp>
 #include <locus/locus.hpp>
 
-#include "examples/residual_cnn_model.hpp"
+#include "../../examples/residual_cnn_model.hpp"
 #include "temp_dir.hpp"
 
 namespace {

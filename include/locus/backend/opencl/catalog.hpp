@@ -17,6 +17,7 @@
 #include "kernels/fill.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_fallback.hpp"
+#include "kernels/inference.hpp"
 #include "kernels/nn.hpp"
 #include "kernels/random.hpp"
 #include "kernels/reduce.hpp"
@@ -143,7 +144,8 @@ inline std::vector<std::string> program_kernel_names(cl_program program) {
 
 /// The programs of `dev`: per element type (double only with cl_khr_fp64) fill, reduce,
 /// transpose, random and nn (both index widths), the GEMM with the device's
-/// configuration, and a representative fused expression, relu(a * b + c).
+/// configuration, the inference plans' steps, and a representative fused expression,
+/// relu(a * b + c).
 inline std::vector<catalog_entry> kernel_catalog(const device_info& dev) {
   std::vector<catalog_entry> out;
   detail::add_typed<float>(out);
@@ -160,6 +162,11 @@ inline std::vector<catalog_entry> kernel_catalog(const device_info& dev) {
                         std::string(kernels::base_options()) + " " + cfg.build_options()),
          gemm_names});
   }
+  // The inference plans' steps (inference/opencl/).
+  out.push_back({kernels::inference_float_program(),
+                 detail::kernel_names_in(kernels::inference_float_source())});
+  out.push_back({kernels::inference_int8_program(),
+                 detail::kernel_names_in(kernels::inference_int8_source())});
   using L = TensorRef<float, Device<GPU>>;
   using E = Expr<op::relu, Expr<op::add, Expr<op::mul, L, L>, L>>;
   for (bool wide : {false, true}) {

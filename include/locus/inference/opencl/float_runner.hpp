@@ -20,6 +20,7 @@
 
 #include "../../backend/backend.hpp"
 #include "../../backend/nn_backend.hpp"
+#include "../../backend/opencl/kernels/inference.hpp"
 #include "../../device.hpp"
 #include "../../error.hpp"
 #include "../cpu/float_runner.hpp"
@@ -27,45 +28,6 @@
 #include "../options.hpp"
 
 namespace locus::inference::opencl {
-
-/// The OpenCL C of the element-wise steps. act: 0 linear, 1 relu, 2 sigmoid, 3 tanh.
-inline const char* float_step_source() {
-  return R"CLC(
-inline float act_of(float z, int act) {
-  if (act == 1) return fmax(z, 0.0f);
-  if (act == 2) return 1.0f / (1.0f + exp(-z));
-  if (act == 3) return tanh(z);
-  return z;
-}
-__kernel void inf_add(__global const float* a, __global const float* b, __global float* y,
-                      uint n, int act) {
-  const uint i = get_global_id(0);
-  if (i < n) y[i] = act_of(a[i] + b[i], act);
-}
-__kernel void inf_affine(__global const float* x, __global const float* scale,
-                         __global const float* shift, __global float* y, uint n, uint c,
-                         int act) {
-  const uint i = get_global_id(0);
-  if (i < n) y[i] = act_of(fma(x[i], scale[i % c], shift[i % c]), act);
-}
-__kernel void inf_activation(__global const float* x, __global float* y, uint n, int act) {
-  const uint i = get_global_id(0);
-  if (i < n) y[i] = act_of(x[i], act);
-}
-__kernel void inf_softmax(__global const float* x, __global float* y, uint rows, uint len) {
-  const uint r = get_global_id(0);
-  if (r >= rows) return;
-  __global const float* p = x + (size_t)r * len;
-  __global float* q = y + (size_t)r * len;
-  float m = -INFINITY;
-  for (uint i = 0; i < len; ++i) m = fmax(m, p[i]);
-  float s = 0.0f;
-  for (uint i = 0; i < len; ++i) s += (q[i] = exp(p[i] - m));
-  const float inv = 1.0f / s;
-  for (uint i = 0; i < len; ++i) q[i] *= inv;
-}
-)CLC";
-}
 
 inline cl_int act_code(gemm_activation a) {
   switch (a) {
@@ -139,9 +101,7 @@ class FloatRunner {
   }
 
   static const backend::opencl::program_source& program() {
-    static const backend::opencl::program_source src("locus_inference_float", float_step_source(),
-                                                     backend::opencl::kernels::base_options());
-    return src;
+    return backend::opencl::kernels::inference_float_program();
   }
 
   static backend::opencl::raw_arg u32(std::size_t v) {
