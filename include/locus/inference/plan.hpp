@@ -77,33 +77,19 @@ inline void check_io(const Graph& g, const Shape& x, const Shape* y, const char*
                       to_string(with_batch(x[0], g.shapes[g.output])));
 }
 
-}  // namespace inference::detail
-
-template <AnyDevice Dev, class T = float>
-class InferencePlan {
-  static_assert(std::is_same_v<T, float>, "locus::InferencePlan: inference plans compute in float");
-
+/// The calls every plan offers (float and int8, any device), over Derived's graph() and
+/// runner_ (a runner with run(x, n, y) on host pointers or device buffers).
+template <class Derived, AnyDevice Dev>
+class PlanCalls {
  public:
   using tensor = Tensor<float, Dev>;
 
-  /// Compiles `model` (built, on Dev) for inference. A model on another device is refused
-  /// at compile time: the plan runs where the model is.
-  template <AnyDevice D2>
-  explicit InferencePlan(const Model<D2, float>& model, InferenceOptions options = {})
-      : options_(options), graph_(lower(model)), runner_(graph_, options) {}
-
-  const inference::Graph& graph() const { return *graph_; }
-  const std::shared_ptr<const inference::Graph>& shared_graph() const { return graph_; }
-  const InferenceOptions& options() const { return options_; }
-  Shape input_shape() const { return graph_->shapes[graph_->input]; }
-  Shape output_shape() const { return graph_->shapes[graph_->output]; }
-
   /// The outputs for a batch x ([N, ...input shape] on Dev).
   tensor predict(const tensor& x) const {
-    inference::detail::check_io(*graph_, x.shape(), nullptr, "locus::InferencePlan::predict");
+    const Graph& g = self().graph();
+    check_io(g, x.shape(), nullptr, Derived::name);
     std::vector<std::size_t> d{x.shape()[0]};
-    const Shape& o = graph_->shapes[graph_->output];
-    d.insert(d.end(), o.begin(), o.end());
+    d.insert(d.end(), g.shapes[g.output].begin(), g.shapes[g.output].end());
     tensor y(uninitialized, Shape(d));
     run(x, y);
     return y;
@@ -111,8 +97,7 @@ class InferencePlan {
 
   /// predict into y ([N, ...output shape] on Dev); allocates nothing.
   void predict_into(const tensor& x, tensor& y) const {
-    inference::detail::check_io(*graph_, x.shape(), &y.shape(),
-                                "locus::InferencePlan::predict_into");
+    check_io(self().graph(), x.shape(), &y.shape(), Derived::name);
     run(x, y);
   }
 
@@ -131,6 +116,43 @@ class InferencePlan {
     (void)sizeof(locus::detail::require_same_device<Dev, typename Y::device_type>);
   }
 
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+
+  void run(const tensor& x, tensor& y) const {
+    const std::size_t n = x.shape()[0];
+    if (n == 0) return;
+    if constexpr (HostDevice<Dev>) {
+      self().runner_.run(x.data(), n, y.data());
+    } else {
+      self().runner_.run(x.storage(), n, y.storage());
+    }
+  }
+};
+
+}  // namespace inference::detail
+
+template <AnyDevice Dev, class T = float>
+class InferencePlan : public inference::detail::PlanCalls<InferencePlan<Dev, T>, Dev> {
+  static_assert(std::is_same_v<T, float>, "locus::InferencePlan: inference plans compute in float");
+  friend class inference::detail::PlanCalls<InferencePlan<Dev, T>, Dev>;
+
+ public:
+  using tensor = Tensor<float, Dev>;
+  static constexpr const char* name = "locus::InferencePlan";
+
+  /// Compiles `model` (built, on Dev) for inference. A model on another device is refused
+  /// at compile time: the plan runs where the model is.
+  template <AnyDevice D2>
+  explicit InferencePlan(const Model<D2, float>& model, InferenceOptions options = {})
+      : options_(options), graph_(lower(model)), runner_(graph_, options) {}
+
+  const inference::Graph& graph() const { return *graph_; }
+  const std::shared_ptr<const inference::Graph>& shared_graph() const { return graph_; }
+  const InferenceOptions& options() const { return options_; }
+  Shape input_shape() const { return graph_->shapes[graph_->input]; }
+  Shape output_shape() const { return graph_->shapes[graph_->output]; }
+
   /// The runner (the CPU one runs calibration).
   const auto& runner() const { return runner_; }
 
@@ -143,16 +165,6 @@ class InferencePlan {
           inference::lower(model.description(), inference::detail::weights_of(model)));
     } else {
       return nullptr;
-    }
-  }
-
-  void run(const tensor& x, tensor& y) const {
-    const std::size_t n = x.shape()[0];
-    if (n == 0) return;
-    if constexpr (HostDevice<Dev>) {
-      runner_.run(x.data(), n, y.data());
-    } else {
-      runner_.run(x.storage(), n, y.storage());
     }
   }
 

@@ -37,9 +37,12 @@ using int8_runner_for =
 }  // namespace inference::detail
 
 template <AnyDevice Dev>
-class QuantizedPlan {
+class QuantizedPlan : public inference::detail::PlanCalls<QuantizedPlan<Dev>, Dev> {
+  friend class inference::detail::PlanCalls<QuantizedPlan<Dev>, Dev>;
+
  public:
   using tensor = Tensor<float, Dev>;
+  static constexpr const char* name = "locus::QuantizedPlan";
 
   QuantizedPlan(inference::QuantizedGraph q, InferenceOptions options = {}, QuantizeOptions qo = {})
       : q_(std::make_shared<const inference::QuantizedGraph>(std::move(q))),
@@ -58,36 +61,6 @@ class QuantizedPlan {
     }
   }
 
-  tensor predict(const tensor& x) const {
-    inference::detail::check_io(graph(), x.shape(), nullptr, "locus::QuantizedPlan::predict");
-    std::vector<std::size_t> d{x.shape()[0]};
-    const Shape& o = graph().shapes[graph().output];
-    d.insert(d.end(), o.begin(), o.end());
-    tensor y(uninitialized, Shape(d));
-    run(x, y);
-    return y;
-  }
-
-  void predict_into(const tensor& x, tensor& y) const {
-    inference::detail::check_io(graph(), x.shape(), &y.shape(),
-                                "locus::QuantizedPlan::predict_into");
-    run(x, y);
-  }
-
-  template <class X>
-  requires(is_tensor_v<X> && !std::is_same_v<typename X::device_type, Dev>) tensor predict(const X&)
-  const {
-    (void)sizeof(locus::detail::require_same_device<Dev, typename X::device_type>);
-    return {};
-  }
-  template <class X, class Y>
-  requires(is_tensor_v<X>&& is_tensor_v<Y> &&
-           (!std::is_same_v<typename X::device_type, Dev> ||
-            !std::is_same_v<typename Y::device_type, Dev>)) void predict_into(const X&, Y&) const {
-    (void)sizeof(locus::detail::require_same_device<Dev, typename X::device_type>);
-    (void)sizeof(locus::detail::require_same_device<Dev, typename Y::device_type>);
-  }
-
  private:
   static inference::detail::int8_runner_for<Dev> make_runner(
       const std::shared_ptr<const inference::QuantizedGraph>& q, const InferenceOptions& o,
@@ -100,16 +73,6 @@ class QuantizedPlan {
             "locus::QuantizedPlan: QuantizeOptions::kernel chooses a CPU kernel; a device plan "
             "takes Int8Kernel::automatic");
       return inference::opencl::Int8Runner<Dev>(q, o);
-    }
-  }
-
-  void run(const tensor& x, tensor& y) const {
-    const std::size_t n = x.shape()[0];
-    if (n == 0) return;
-    if constexpr (HostDevice<Dev>) {
-      runner_.run(x.data(), n, y.data());
-    } else {
-      runner_.run(x.storage(), n, y.storage());
     }
   }
 

@@ -268,6 +268,18 @@ inline void dense_rows(const float* x, std::size_t rows, std::size_t k, const fl
   }
 }
 
+/// The input rows [h0, h1) and columns [w0, w1) of pooling window (oh, ow), clipped to
+/// the image ('same' padding adds nothing).
+struct window {
+  std::size_t h0, h1, w0, w1;
+};
+inline window pool_window(const pool_geometry& g, std::size_t oh, std::size_t ow) {
+  return {oh * g.sh > g.pad_top ? oh * g.sh - g.pad_top : 0,
+          std::min(g.h, oh * g.sh + g.ph - g.pad_top),
+          ow * g.sw > g.pad_left ? ow * g.sw - g.pad_left : 0,
+          std::min(g.w, ow * g.sw + g.pw - g.pad_left)};
+}
+
 /// 2-D pooling of one HWC image (Keras semantics: 'same' windows average over the elements
 /// inside the image).
 inline void pool_image(pool_kind kind, const float* x, const pool_geometry& g, float* y) {
@@ -289,11 +301,8 @@ inline void pool_image(pool_kind kind, const float* x, const pool_geometry& g, f
     return;
   }
   for (std::size_t oh = 0; oh < g.oh; ++oh) {
-    const std::size_t h0 = oh * g.sh > g.pad_top ? oh * g.sh - g.pad_top : 0;
-    const std::size_t h1 = std::min(g.h, oh * g.sh + g.ph - g.pad_top);
     for (std::size_t ow = 0; ow < g.ow; ++ow) {
-      const std::size_t w0 = ow * g.sw > g.pad_left ? ow * g.sw - g.pad_left : 0;
-      const std::size_t w1 = std::min(g.w, ow * g.sw + g.pw - g.pad_left);
+      const auto [h0, h1, w0, w1] = pool_window(g, oh, ow);
       float* yp = y + (oh * g.ow + ow) * g.c;
       const float inv = 1.0f / static_cast<float>((h1 - h0) * (w1 - w0));
       for (std::size_t c = 0; c < cv; c += lanes) {

@@ -478,11 +478,8 @@ class Int8Runner {
                    std::size_t offset) {
     const pool_geometry& g = s.pool;
     for (std::size_t oh = 0; oh < g.oh; ++oh) {
-      const std::size_t h0 = oh * g.sh > g.pad_top ? oh * g.sh - g.pad_top : 0;
-      const std::size_t h1 = std::min(g.h, oh * g.sh + g.ph - g.pad_top);
       for (std::size_t ow = 0; ow < g.ow; ++ow) {
-        const std::size_t w0 = ow * g.sw > g.pad_left ? ow * g.sw - g.pad_left : 0;
-        const std::size_t w1 = std::min(g.w, ow * g.sw + g.pw - g.pad_left);
+        const auto [h0, h1, w0, w1] = pool_window(g, oh, ow);
         const std::size_t o = offset + (oh * g.ow + ow) * g.c;
         if (s.pooling == pool_kind::max && !sink.to_float) {
           // Same scale and zero point as the input: the maximum of the codes.

@@ -26,6 +26,7 @@
 #include "../cpu/float_runner.hpp"
 #include "../graph.hpp"
 #include "../options.hpp"
+#include "launch.hpp"
 
 namespace locus::inference::opencl {
 
@@ -55,9 +56,9 @@ class FloatRunner {
     std::size_t cols = 0;
     for (const Step& s : g.steps) {
       Weights w;
-      if (!s.kernel.empty()) w.kernel = upload(s.kernel);
-      if (!s.bias.empty()) w.bias = upload(s.bias);
-      if (!s.scale.empty()) w.scale = upload(s.scale);
+      if (!s.kernel.empty()) w.kernel = upload<Dev>(s.kernel);
+      if (!s.bias.empty()) w.bias = upload<Dev>(s.bias);
+      if (!s.scale.empty()) w.scale = upload<Dev>(s.scale);
       weights_.push_back(std::move(w));
       if (s.kind == StepKind::conv2d) cols = std::max(cols, s.conv.oh * s.conv.ow * s.fan_in);
     }
@@ -87,12 +88,6 @@ class FloatRunner {
     std::optional<buffer> kernel, bias, scale;
   };
 
-  static buffer upload(const std::vector<float>& v) {
-    buffer b(v.size());
-    B::upload(b, v.data(), v.size());
-    return b;
-  }
-
   buffer& at(std::size_t v) const {
     const std::size_t s = slots_.slot[g_->root[v]];
     if (s == cpu::SlotPlan::input) return *in_;
@@ -104,21 +99,9 @@ class FloatRunner {
     return backend::opencl::kernels::inference_float_program();
   }
 
-  static backend::opencl::raw_arg u32(std::size_t v) {
-    if (v > 0xffffffffu)
-      throw unsupported_error("locus::InferencePlan: " + std::to_string(v) +
-                              " elements exceed the OpenCL steps' 32-bit index; lower max_batch");
-    return backend::opencl::raw_arg::value(static_cast<cl_uint>(v));
-  }
-
   void launch(const char* kernel, std::size_t n, const backend::opencl::raw_arg* args,
               std::size_t count) const {
-    namespace ocl = backend::opencl;
-    auto& dc = B::ctx();
-    const auto h = ocl::lookup(dc, program(), kernel);
-    const std::size_t local[1] = {ocl::pow2_floor(std::size_t{64}, h.max_work_group)};
-    const std::size_t global[1] = {ocl::round_up(std::max<std::size_t>(n, 1), local[0])};
-    ocl::launch_raw(dc, B::launches(), program(), kernel, 1, global, local, args, count);
+    opencl::launch<Dev>(program(), kernel, n, args, count);
   }
 
   void gemm(const buffer& a, std::size_t rows, const Step& s, const Weights& w, buffer& c) const {

@@ -26,6 +26,7 @@
 #include "../options.hpp"
 #include "../quantization.hpp"
 #include "float_runner.hpp"
+#include "launch.hpp"
 
 namespace locus::inference::opencl {
 
@@ -68,18 +69,18 @@ class Int8Runner {
           corr[n] = in.zero_point * qw.colsum[n];
           mult[n] = in.scale * qw.scale[n];
         }
-        w.kernel = upload(bt);
-        w.corr = upload(corr);
-        w.mult = upload(mult);
-        w.bias = upload(s.bias);
+        w.kernel = upload<Dev>(bt);
+        w.corr = upload<Dev>(corr);
+        w.mult = upload<Dev>(mult);
+        w.bias = upload<Dev>(s.bias);
         w.kp = kp;
         if (s.kind == StepKind::conv2d || kp != s.fan_in)
           cols = std::max(cols,
                           (s.kind == StepKind::conv2d ? s.conv.oh * s.conv.ow : 1) * kp *
                               (s.kind == StepKind::dense ? g.per_sample(s.in[0]) / s.fan_in : 1));
       } else if (s.kind == StepKind::affine) {
-        w.mult = upload(s.scale);
-        w.bias = upload(s.bias);
+        w.mult = upload<Dev>(s.scale);
+        w.bias = upload<Dev>(s.bias);
       }
       weights_.push_back(std::move(w));
     }
@@ -111,13 +112,6 @@ class Int8Runner {
     std::size_t kp = 0;
   };
 
-  template <class E>
-  static buffer<E> upload(const std::vector<E>& v) {
-    buffer<E> b(std::max<std::size_t>(v.size(), 1));
-    B::upload(b, v.data(), v.size());
-    return b;
-  }
-
   QuantParams param(std::size_t v) const { return q_->params[q_->graph->root[v]]; }
 
   /// The buffer of value v: the quantized input, the float output, or a uchar slot.
@@ -135,12 +129,6 @@ class Int8Runner {
     r.size = sizeof(cl_mem);
     return r;
   }
-  static raw_arg u32(std::size_t v) {
-    if (v > 0xffffffffu)
-      throw unsupported_error("locus::QuantizedPlan: " + std::to_string(v) +
-                              " elements exceed the OpenCL steps' 32-bit index; lower max_batch");
-    return raw_arg::value(static_cast<cl_uint>(v));
-  }
   static raw_arg i32(std::int64_t v) { return raw_arg::value(static_cast<cl_int>(v)); }
   static raw_arg f32(float v) { return raw_arg::value(static_cast<cl_float>(v)); }
 
@@ -150,12 +138,7 @@ class Int8Runner {
 
   template <std::size_t K>
   void launch(const char* kernel, std::size_t n, const raw_arg (&args)[K]) const {
-    namespace ocl = backend::opencl;
-    auto& dc = B::ctx();
-    const auto h = ocl::lookup(dc, program(), kernel);
-    const std::size_t local[1] = {ocl::pow2_floor(std::size_t{64}, h.max_work_group)};
-    const std::size_t global[1] = {ocl::round_up(std::max<std::size_t>(n, 1), local[0])};
-    ocl::launch_raw(dc, B::launches(), program(), kernel, 1, global, local, args, K);
+    opencl::launch<Dev>(program(), kernel, n, args, K);
   }
 
   void pass(std::size_t mb) const {
@@ -332,8 +315,8 @@ class Int8Runner {
   mutable std::vector<buffer<std::uint8_t>> slot_;
   mutable std::optional<buffer<float>> in_float_, out_;
   mutable std::optional<buffer<std::uint8_t>> in_, cols_;
-  std::optional<buffer<float>> unit_ = upload(std::vector<float>{1.0f}),
-                               zero_ = upload(std::vector<float>{0.0f});
+  std::optional<buffer<float>> unit_ = upload<Dev>(std::vector<float>{1.0f}),
+                               zero_ = upload<Dev>(std::vector<float>{0.0f});
   std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();  // movable plans
 };
 

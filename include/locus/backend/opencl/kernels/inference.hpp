@@ -3,13 +3,16 @@
 // backend's other kernels, so that the catalog (catalog.hpp) lists them.
 #pragma once
 
+#include <string>
+
 #include "../program_cache.hpp"
 #include "common.hpp"
 
 namespace locus::backend::opencl::kernels {
 
-/// The OpenCL C of the element-wise steps. act: 0 linear, 1 relu, 2 sigmoid, 3 tanh.
-inline const char* inference_float_source() {
+/// What both programs share: the write-back activations (0 linear, 1 relu, 2 sigmoid,
+/// 3 tanh; gemm_activation's order).
+inline const char* inference_prelude() {
   return R"CLC(
 inline float act_of(float z, int act) {
   if (act == 1) return fmax(z, 0.0f);
@@ -17,6 +20,12 @@ inline float act_of(float z, int act) {
   if (act == 3) return tanh(z);
   return z;
 }
+)CLC";
+}
+
+/// The OpenCL C of the element-wise steps. act: 0 linear, 1 relu, 2 sigmoid, 3 tanh.
+inline const std::string& inference_float_source() {
+  static const std::string text = std::string(inference_prelude()) + R"CLC(
 __kernel void inf_add(__global const float* a, __global const float* b, __global float* y,
                       uint n, int act) {
   const uint i = get_global_id(0);
@@ -45,17 +54,12 @@ __kernel void inf_softmax(__global const float* x, __global float* y, uint rows,
   for (uint i = 0; i < len; ++i) q[i] *= inv;
 }
 )CLC";
+  return text;
 }
 
 /// The OpenCL C of the int8 steps. Requantisation: q = clamp(rint(f * inv) + zp, 0, 255).
-inline const char* inference_int8_source() {
-  return R"CLC(
-inline float act_of(float z, int act) {
-  if (act == 1) return fmax(z, 0.0f);
-  if (act == 2) return 1.0f / (1.0f + exp(-z));
-  if (act == 3) return tanh(z);
-  return z;
-}
+inline const std::string& inference_int8_source() {
+  static const std::string text = std::string(inference_prelude()) + R"CLC(
 inline uchar requant(float f, float inv, int zp) {
   return (uchar)clamp(rint(f * inv) + (float)zp, 0.0f, 255.0f);
 }
@@ -161,6 +165,7 @@ __kernel void f_softmax(__global float* y, uint rows, uint len) {
   for (uint i = 0; i < len; ++i) q[i] *= inv;
 }
 )CLC";
+  return text;
 }
 
 /// The programs, built with the base options (OpenCL C 1.2).
