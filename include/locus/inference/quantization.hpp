@@ -152,7 +152,7 @@ inline Calibration calibrate_graph(const std::shared_ptr<const Graph>& g, const 
   if (o.method == CalibrationMethod::percentile && o.bins < 2)
     throw argument_error("locus::calibrate: at least 2 histogram bins are needed");
   const Graph& graph = *g;
-  cpu::FloatRunner runner(g, InferenceOptions{.workspaces = 1});
+  cpu::FloatRunner runner(g, InferenceOptions{.workspaces = 1}, /*fuse_pooling=*/false);
   std::vector<float> out(n * graph.per_sample(graph.output));
   Calibration cal;
   cal.options = o;

@@ -98,18 +98,25 @@ inline void pad_image(const float* x, const conv_geometry& g, const padded_image
 
 namespace detail {
 
-/// P output pixels (stride `step` floats apart in the input) x NV vectors of filters.
-template <std::size_t NV, std::size_t P>
-inline void conv_tile(const float* x, std::size_t row, std::size_t step, std::size_t c,
-                      std::size_t kh, std::size_t kw, const float* w, std::size_t f,
+/// P output pixels (stride `step` floats apart in the input) x NV vectors of filters, on
+/// one output row, or with Pooled on two (`pair` floats apart in the input) followed by a
+/// 2x2 max pooling: then P / 2 pooled pixels are written, y_step apart. Pooling before the
+/// activation is exact: the bias is common to the window and the activations are
+/// increasing.
+template <std::size_t NV, std::size_t P, bool Pooled>
+inline void conv_tile(const float* x, std::size_t row, std::size_t pair, std::size_t step,
+                      std::size_t c, std::size_t kh, std::size_t kw, const float* w, std::size_t f,
                       const float* bias, gemm_activation act, float* y, std::size_t y_step) {
-  // The loops over P and NV are unrolled so that acc lives in registers.
-  vec acc[P][NV];
+  constexpr std::size_t R = Pooled ? 2 : 1;
+  // The loops over R, P and NV are unrolled so that acc lives in registers.
+  vec acc[R][P][NV];
 #pragma GCC unroll 16
   for (std::size_t v = 0; v < NV; ++v) {
     const vec b = vec::load_unaligned(bias + v * lanes);
+#pragma GCC unroll 2
+    for (std::size_t r = 0; r < R; ++r)
 #pragma GCC unroll 16
-    for (std::size_t p = 0; p < P; ++p) acc[p][v] = b;
+      for (std::size_t p = 0; p < P; ++p) acc[r][p][v] = b;
   }
   for (std::size_t i = 0; i < kh; ++i) {
     for (std::size_t j = 0; j < kw; ++j) {
@@ -119,69 +126,103 @@ inline void conv_tile(const float* x, std::size_t row, std::size_t step, std::si
         vec wv[NV];
 #pragma GCC unroll 16
         for (std::size_t v = 0; v < NV; ++v) wv[v] = vec::load_unaligned(wi + ch * f + v * lanes);
+#pragma GCC unroll 2
+        for (std::size_t r = 0; r < R; ++r)
 #pragma GCC unroll 16
-        for (std::size_t p = 0; p < P; ++p) {
-          const vec xb(xi[p * step + ch]);
+          for (std::size_t p = 0; p < P; ++p) {
+            const vec xb(xi[r * pair + p * step + ch]);
 #pragma GCC unroll 16
-          for (std::size_t v = 0; v < NV; ++v) acc[p][v] = xsimd::fma(xb, wv[v], acc[p][v]);
-        }
+            for (std::size_t v = 0; v < NV; ++v) acc[r][p][v] = xsimd::fma(xb, wv[v], acc[r][p][v]);
+          }
       }
     }
   }
+  if constexpr (Pooled) {
 #pragma GCC unroll 16
-  for (std::size_t p = 0; p < P; ++p)
+    for (std::size_t q = 0; q < P / 2; ++q)
 #pragma GCC unroll 16
-    for (std::size_t v = 0; v < NV; ++v)
-      activate(acc[p][v], act).store_unaligned(y + p * y_step + v * lanes);
+      for (std::size_t v = 0; v < NV; ++v)
+        activate(xsimd::max(xsimd::max(acc[0][2 * q][v], acc[0][2 * q + 1][v]),
+                            xsimd::max(acc[1][2 * q][v], acc[1][2 * q + 1][v])),
+                 act)
+            .store_unaligned(y + q * y_step + v * lanes);
+  } else {
+#pragma GCC unroll 16
+    for (std::size_t p = 0; p < P; ++p)
+#pragma GCC unroll 16
+      for (std::size_t v = 0; v < NV; ++v)
+        activate(acc[0][p][v], act).store_unaligned(y + p * y_step + v * lanes);
+  }
 }
 
-/// The last `rem` (< P) pixels of a row: one tile of exactly rem pixels.
-template <std::size_t NV, std::size_t P>
-inline void conv_tail(std::size_t rem, const float* x, std::size_t row, std::size_t step,
-                      std::size_t c, std::size_t kh, std::size_t kw, const float* w, std::size_t f,
-                      const float* bias, gemm_activation act, float* y, std::size_t y_step) {
-  if constexpr (P > 1) {
-    if (rem == P - 1) {
-      conv_tile<NV, P - 1>(x, row, step, c, kh, kw, w, f, bias, act, y, y_step);
+/// The last `rem` (< P; even when pooled) pixels of a row: one tile of exactly rem pixels.
+template <std::size_t NV, std::size_t P, bool Pooled>
+inline void conv_tail(std::size_t rem, const float* x, std::size_t row, std::size_t pair,
+                      std::size_t step, std::size_t c, std::size_t kh, std::size_t kw,
+                      const float* w, std::size_t f, const float* bias, gemm_activation act,
+                      float* y, std::size_t y_step) {
+  constexpr std::size_t D = Pooled ? 2 : 1;
+  if constexpr (P > D) {
+    if (rem == P - D) {
+      conv_tile<NV, P - D, Pooled>(x, row, pair, step, c, kh, kw, w, f, bias, act, y, y_step);
     } else {
-      conv_tail<NV, P - 1>(rem, x, row, step, c, kh, kw, w, f, bias, act, y, y_step);
+      conv_tail<NV, P - D, Pooled>(rem, x, row, pair, step, c, kh, kw, w, f, bias, act, y, y_step);
     }
   }
 }
 
-template <std::size_t NV>
+template <std::size_t NV, bool Pooled>
 inline void conv_vectors(const float* x, const conv_geometry& g, std::size_t row, const float* w,
                          std::size_t f, const float* bias, gemm_activation act, float* y) {
-  constexpr std::size_t P = std::clamp<std::size_t>((registers - NV - 2) / NV, 1, 12);
-  const std::size_t step = g.sw * g.c;
-  for (std::size_t oh = 0; oh < g.oh; ++oh) {
-    const float* xr = x + oh * g.sh * row;
-    float* yr = y + oh * g.ow * f;
+  // As many pixels as registers allow (two rows of them when pooled; an even count).
+  constexpr std::size_t fit = (registers - NV - 2) / NV / (Pooled ? 2 : 1);
+  constexpr std::size_t P =
+      Pooled ? std::clamp<std::size_t>(fit / 2 * 2, 2, 12) : std::clamp<std::size_t>(fit, 1, 12);
+  const std::size_t step = g.sw * g.c, pair = g.sh * row;
+  const std::size_t rows = Pooled ? g.oh / 2 : g.oh, cols = Pooled ? g.ow / 2 : g.ow;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * (Pooled ? 2 : 1) * pair;
+    float* yr = y + r * cols * f;
     std::size_t ow = 0;
+    const std::size_t out_step = Pooled ? 2 : 1;  // input pixels per output pixel
     for (; ow + P <= g.ow; ow += P)
-      conv_tile<NV, P>(xr + ow * step, row, step, g.c, g.kh, g.kw, w, f, bias, act, yr + ow * f, f);
+      conv_tile<NV, P, Pooled>(xr + ow * step, row, pair, step, g.c, g.kh, g.kw, w, f, bias, act,
+                               yr + ow / out_step * f, f);
     if (ow < g.ow)
-      conv_tail<NV, P>(g.ow - ow, xr + ow * step, row, step, g.c, g.kh, g.kw, w, f, bias, act,
-                       yr + ow * f, f);
+      conv_tail<NV, P, Pooled>(g.ow - ow, xr + ow * step, row, pair, step, g.c, g.kh, g.kw, w, f,
+                               bias, act, yr + ow / out_step * f, f);
   }
 }
 
 }  // namespace detail
 
+/// Whether conv2d_image can pool a convolution's output 2x2 as it computes it: even output
+/// extents and whole vectors of filters.
+inline bool poolable_in_tiles(const conv_geometry& g, std::size_t f) {
+  return g.oh % 2 == 0 && g.ow % 2 == 0 && f % lanes == 0;
+}
+
 /// One image: y[oh, ow, f] = act(bias[f] + sum x[oh*sh + i, ow*sw + j, c] w[i, j, c, f]).
-/// x is the image already padded (padded_extent's w columns per row). `f` filters.
+/// x is the image already padded (padded_extent's w columns per row). `f` filters. With
+/// `pooled` (poolable_in_tiles), y is the 2x2 max pooling (stride 2) of that output.
 inline void conv2d_image(const float* x, const conv_geometry& g, std::size_t padded_w,
                          const float* w, std::size_t f, const float* bias, gemm_activation act,
-                         float* y) {
+                         float* y, bool pooled = false) {
   const std::size_t row = padded_w * g.c;
+  auto columns = [&]<std::size_t NV>(std::size_t f0) {
+    if (pooled) {
+      detail::conv_vectors<NV, true>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+    } else {
+      detail::conv_vectors<NV, false>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+    }
+  };
   std::size_t f0 = 0;
   // Columns of filters in blocks of up to four vectors; the tile offsets w, bias and y.
-  for (; f0 + 4 * lanes <= f; f0 += 4 * lanes)
-    detail::conv_vectors<4>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+  for (; f0 + 4 * lanes <= f; f0 += 4 * lanes) columns.template operator()<4>(f0);
   const std::size_t rest = (f - f0) / lanes;
-  if (rest == 3) detail::conv_vectors<3>(x, g, row, w + f0, f, bias + f0, act, y + f0);
-  if (rest == 2) detail::conv_vectors<2>(x, g, row, w + f0, f, bias + f0, act, y + f0);
-  if (rest == 1) detail::conv_vectors<1>(x, g, row, w + f0, f, bias + f0, act, y + f0);
+  if (rest == 3) columns.template operator()<3>(f0);
+  if (rest == 2) columns.template operator()<2>(f0);
+  if (rest == 1) columns.template operator()<1>(f0);
   f0 += rest * lanes;
   if (f0 == f) return;
   // Filters past the last whole vector: scalar.

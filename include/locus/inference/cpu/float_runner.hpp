@@ -71,9 +71,34 @@ inline std::size_t micro_batch_for(std::size_t per_sample, std::size_t requested
   return fit < 4 ? std::max<std::size_t>(fit, 1) : std::min<std::size_t>((fit + 2) / 4 * 4, 32);
 }
 
+/// Whether step i is a convolution whose output only step i + 1 reads, a 2x2 max pooling
+/// of stride 2 without padding, and the convolution's write-back can take the pooling
+/// (linear or relu: increasing; no softmax): the two can run as one.
+inline bool pools_after(const Graph& g, std::size_t i) {
+  if (i + 1 >= g.steps.size()) return false;
+  const Step& c = g.steps[i];
+  const Step& p = g.steps[i + 1];
+  const std::size_t v = g.root[c.out];
+  if (c.kind != StepKind::conv2d || p.kind != StepKind::pool || p.pooling != pool_kind::max ||
+      c.softmax || (c.act != gemm_activation::linear && c.act != gemm_activation::relu))
+    return false;
+  if (g.root[p.in[0]] != v || v == g.root[g.output] || g.last_read[v] != i + 1) return false;
+  const pool_geometry& pg = p.pool;
+  if (pg.ph != 2 || pg.pw != 2 || pg.sh != 2 || pg.sw != 2 || pg.pad_top || pg.pad_left ||
+      c.conv.oh % 2 || c.conv.ow % 2)
+    return false;
+  for (std::size_t j = 0; j < g.steps.size(); ++j)
+    for (auto u : g.steps[j].in)
+      if (j != i + 1 && g.root[u] == v) return false;
+  return true;
+}
+
 class FloatRunner {
  public:
-  FloatRunner(std::shared_ptr<const Graph> graph, const InferenceOptions& options)
+  /// fuse_pooling: run a 2x2 max pooling inside the convolution before it where it can
+  /// (calibration, which observes every tensor, turns it off).
+  FloatRunner(std::shared_ptr<const Graph> graph, const InferenceOptions& options,
+              bool fuse_pooling = true)
       : g_(std::move(graph)), slots_(*g_) {
     const Graph& g = *g_;
     prepared_.resize(g.steps.size());
@@ -94,6 +119,13 @@ class FloatRunner {
         for (std::size_t k = 0; k < s.fan_in; ++k)
           for (std::size_t n = 0; n < s.units; ++n)
             wt[n * s.fan_in + k] = s.kernel[k * s.units + n];
+      }
+    }
+    for (std::size_t i = 0; i + 1 < g.steps.size(); ++i) {
+      if (fuse_pooling && !prepared_[i].skip && pools_after(g, i) &&
+          poolable_in_tiles(g.steps[i].conv, g.steps[i].units)) {
+        prepared_[i].pooled = true;
+        prepared_[i + 1].skip = true;
       }
     }
     mb_ = micro_batch_for(slots_.slot_values, options.micro_batch);
@@ -157,6 +189,9 @@ class FloatRunner {
   struct Prepared {
     padded_image padded{0, 0, false};
     std::vector<float> transposed;  // dense: [units, fan_in]
+    // A convolution that also runs the 2x2 max pooling after it (its output's only reader),
+    // in its tiles; the pooling step is skipped.
+    bool pooled = false, skip = false;
   };
 
   template <class Observer>
@@ -171,12 +206,19 @@ class FloatRunner {
     observe(g.input, x, m * g.per_sample(g.input));
     for (std::size_t i = 0; i < g.steps.size(); ++i) {
       const Step& s = g.steps[i];
+      const Prepared& pr = prepared_[i];
+      if (pr.skip) {  // run by the convolution before it
+        observe(s.out, at(s.out), m * g.per_sample(s.out));
+        continue;
+      }
       const float* src = at(s.in[0]);
-      float* dst = at(s.out);
-      const std::size_t in_size = g.per_sample(s.in[0]), out_size = g.per_sample(s.out);
+      // A pooled convolution writes the pooling step's output.
+      const std::size_t result = pr.pooled ? g.steps[i + 1].out : s.out;
+      float* dst = at(result);
+      const std::size_t in_size = g.per_sample(s.in[0]), out_size = g.per_sample(result);
       switch (s.kind) {
         case StepKind::conv2d: {
-          const padded_image& p = prepared_[i].padded;
+          const padded_image& p = pr.padded;
           for (std::size_t k = 0; k < m; ++k) {
             const float* img = src + k * in_size;
             if (p.needed) {
@@ -184,7 +226,7 @@ class FloatRunner {
               img = ws.pad.data();
             }
             conv2d_image(img, s.conv, p.needed ? p.w : s.conv.w, s.kernel.data(), s.units,
-                         s.bias.data(), s.act, dst + k * out_size);
+                         s.bias.data(), s.act, dst + k * out_size, pr.pooled);
           }
           if (s.softmax) softmax_rows(dst, m * out_size / s.units, s.units);
           break;
@@ -222,7 +264,7 @@ class FloatRunner {
           break;
         }
       }
-      observe(s.out, dst, m * out_size);
+      observe(result, dst, m * out_size);
     }
   }
 

@@ -123,7 +123,7 @@ class Int8Runner {
       }
     }
     for (std::size_t i = 0; i + 1 < g.steps.size(); ++i) {
-      if (!prepared_[i].skip && poolable(i)) {
+      if (!prepared_[i].skip && pools_after(g, i)) {
         prepared_[i].pooled = true;
         prepared_[i + 1].skip = true;
       }
@@ -185,28 +185,6 @@ class Int8Runner {
     // pooling step is skipped.
     bool pooled = false, skip = false;
   };
-
-  /// Whether step i (a convolution) and step i + 1 (a 2x2 max pooling of stride 2 over its
-  /// output only) can run as one.
-  bool poolable(std::size_t i) const {
-    const Graph& g = *q_->graph;
-    if (i + 1 >= g.steps.size()) return false;
-    const Step& c = g.steps[i];
-    const Step& p = g.steps[i + 1];
-    const std::size_t v = g.root[c.out];
-    if (c.kind != StepKind::conv2d || p.kind != StepKind::pool || p.pooling != pool_kind::max ||
-        c.softmax || (c.act != gemm_activation::linear && c.act != gemm_activation::relu))
-      return false;
-    if (g.root[p.in[0]] != v || v == g.root[g.output] || g.last_read[v] != i + 1) return false;
-    const pool_geometry& pg = p.pool;
-    if (pg.ph != 2 || pg.pw != 2 || pg.sh != 2 || pg.sw != 2 || pg.pad_top || pg.pad_left ||
-        c.conv.oh % 2 || c.conv.ow % 2)
-      return false;
-    for (std::size_t j = 0; j < g.steps.size(); ++j)
-      for (auto u : g.steps[j].in)
-        if (j != i + 1 && g.root[u] == v) return false;
-    return true;
-  }
 
   QuantParams param(std::size_t v) const { return q_->params[q_->graph->root[v]]; }
   bool is_output(std::size_t v) const {
