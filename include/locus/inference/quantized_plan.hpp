@@ -52,7 +52,7 @@ class QuantizedPlan : public inference::detail::PlanCalls<QuantizedPlan<Dev>, De
   const inference::QuantizedGraph& quantized() const { return *q_; }
   const inference::Graph& graph() const { return *q_->graph; }
   const InferenceOptions& options() const { return options_; }
-  /// The CPU kernel the products run on.
+  /// The CPU kernel the products run on (a device plan's products are OpenCL C: portable).
   Int8Kernel kernel() const {
     if constexpr (HostDevice<Dev>) {
       return runner_.kernel();
