@@ -58,22 +58,10 @@ const data::fashion_mnist& host_data() {
   return d;
 }
 
-template <class Dev>
-constexpr bool is_gpu = !std::is_same_v<Dev, Device<CPU>>;
-
-template <class Dev>
-void wait_for() {
-  if constexpr (is_gpu<Dev>) locus::synchronize<Dev>();
-}
-
-template <class Dev>
-std::string device_label() {
-  if constexpr (is_gpu<Dev>) {
-    return device_description<Dev>();
-  } else {
-    return device_name<Dev>();
-  }
-}
+using locus_bench::device_label;
+using locus_bench::guarded;
+using locus_bench::is_gpu;
+using locus_bench::wait_for;
 
 // The data, cut once into the pieces the benchmarks use and moved to Dev once.
 template <class Dev>
@@ -129,8 +117,6 @@ FitOptions<Dev, float, std::int32_t> fit_options(std::size_t iteration) {
   o.seed = iteration;
   return o;
 }
-
-using locus_bench::guarded;
 
 template <class Dev, net N>
 void cnn_train_fit(benchmark::State& state) {

@@ -50,22 +50,10 @@ const data::fashion_mnist& host_data() {
   return d;
 }
 
-template <class Dev>
-constexpr bool is_gpu = !std::is_same_v<Dev, Device<CPU>>;
-
-template <class Dev>
-void wait_for() {
-  if constexpr (is_gpu<Dev>) locus::synchronize<Dev>();
-}
-
-template <class Dev>
-std::string device_label() {
-  if constexpr (is_gpu<Dev>) {
-    return device_description<Dev>();
-  } else {
-    return device_name<Dev>();
-  }
-}
+using locus_bench::device_label;
+using locus_bench::guarded;
+using locus_bench::is_gpu;
+using locus_bench::wait_for;
 
 // The test images, cut once and moved to Dev once.
 template <class Dev>
@@ -139,8 +127,6 @@ class inferrer {
   std::optional<InferencePlan<Dev>> plan_;
   std::optional<QuantizedPlan<Dev>> quantized_;
 };
-
-using locus_bench::guarded;
 
 template <class Dev, net N, kind K>
 void batch256(benchmark::State& state) {
