@@ -102,10 +102,10 @@ class Lowering {
       : plan_(description), weights_(weights) {
     const nn::Plan& p = plan_;
     if (p.inputs.size() != 1 || p.outputs.size() != 1)
-      throw argument_error("locus::InferencePlan: the model has " +
-                           std::to_string(p.inputs.size()) + " inputs and " +
-                           std::to_string(p.outputs.size()) +
-                           " outputs; an inference plan takes one of each");
+      throw unsupported_error("locus::InferencePlan: the model has " +
+                              std::to_string(p.inputs.size()) + " inputs and " +
+                              std::to_string(p.outputs.size()) +
+                              " outputs; an inference plan takes one of each");
     readers_.assign(p.shapes.size(), 0);
     for (const auto& c : p.calls)
       for (auto v : c.in) ++readers_[v];
