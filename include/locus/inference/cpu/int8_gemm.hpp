@@ -5,7 +5,9 @@
 //    into int32). The usual AVX2 route, vpmaddubsw, adds two uint8 x int8 products in a
 //    saturating int16 (255 * 127 * 2 > 32767) and silently clips; this one is exact;
 //  * portable: plain int32 loops, for any CPU.
-// All three compute the same integers, so an int8 plan's results do not depend on the CPU.
+//  * amx: AMX tiles (tdpbusd, 16 x 16 x 64 products per instruction) where the CPU and the
+//    operating system allow them, with the VNNI kernel's write-back.
+// All of them compute the same integers, so an int8 plan's results do not depend on the CPU.
 // The ISA-specific functions carry target attributes: a build for the baseline x86-64 still
 // contains them, and they run only where the CPU reports the instructions.
 //
@@ -24,16 +26,23 @@
 // simd.hpp first: with GCC 12 it reads <immintrin.h> with that compiler's warnings handled.
 #include "../../backend/cpu/simd.hpp"
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>  // every intrinsic, usable in functions with target attributes
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 #include "../../error.hpp"
 
 namespace locus::inference::cpu {
 
-enum class Int8Kernel { automatic, avx512_vnni, avx2, portable };
+enum class Int8Kernel { automatic, amx, avx512_vnni, avx2, portable };
 
 inline const char* to_string(Int8Kernel k) {
   switch (k) {
+    case Int8Kernel::amx:
+      return "amx";
     case Int8Kernel::avx512_vnni:
       return "avx512_vnni";
     case Int8Kernel::avx2:
@@ -49,6 +58,28 @@ inline const char* to_string(Int8Kernel k) {
 #define LOCUS_INT8_X86 1
 #endif
 
+#ifdef LOCUS_INT8_X86
+namespace int8_detail {
+/// AMX-TILE and AMX-INT8 in CPUID (leaf 7, EDX bits 24 and 25), and the kernel's
+/// permission to use the tile registers (Linux asks programs to request it: arch_prctl
+/// ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA). Asked once per process.
+inline bool amx_usable() {
+  static const bool usable = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!((d >> 24) & 1u) || !((d >> 25) & 1u)) return false;
+#if defined(__linux__) && defined(__x86_64__)
+    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return usable;
+}
+}  // namespace int8_detail
+#endif
+
 /// Whether this CPU runs kernel k.
 inline bool int8_kernel_available(Int8Kernel k) {
   switch (k) {
@@ -56,6 +87,9 @@ inline bool int8_kernel_available(Int8Kernel k) {
     case Int8Kernel::automatic:
       return true;
 #ifdef LOCUS_INT8_X86
+    case Int8Kernel::amx:
+      // The write-back of the AMX kernel is the VNNI kernel's.
+      return int8_kernel_available(Int8Kernel::avx512_vnni) && int8_detail::amx_usable();
     case Int8Kernel::avx512_vnni:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vnni");
@@ -70,6 +104,7 @@ inline bool int8_kernel_available(Int8Kernel k) {
 /// The kernel to use: the best the CPU has for `automatic`; a named one it lacks is refused.
 inline Int8Kernel resolve_int8_kernel(Int8Kernel k) {
   if (k == Int8Kernel::automatic) {
+    if (int8_kernel_available(Int8Kernel::amx)) return Int8Kernel::amx;
     if (int8_kernel_available(Int8Kernel::avx512_vnni)) return Int8Kernel::avx512_vnni;
     if (int8_kernel_available(Int8Kernel::avx2)) return Int8Kernel::avx2;
     return Int8Kernel::portable;
@@ -86,8 +121,9 @@ inline std::size_t round_up(std::size_t v, std::size_t m) {
 }
 
 /// B ([k, n] int8, row-major) in the layout of one kernel: vnni: per 16 columns, per 4 k,
-/// 16 x 4 bytes (column-major within the group); avx2: per 8 columns, per 2 k, 8 x 2 int16;
-/// portable: [kp, n] int8 as it is.
+/// 16 x 4 bytes (column-major within the group); amx: the same with k padded to 64, so that
+/// 16 consecutive groups of 4 k are one 16 x 64-byte tile; avx2: per 8 columns, per 2 k,
+/// 8 x 2 int16; portable: [kp, n] int8 as it is.
 struct PackedB {
   Int8Kernel kernel = Int8Kernel::portable;
   std::size_t k = 0, n = 0, kp = 0, np = 0;
@@ -96,11 +132,12 @@ struct PackedB {
 
   PackedB() = default;
   PackedB(Int8Kernel which, const std::int8_t* b, std::size_t k_, std::size_t n_)
-      : kernel(which), k(k_), n(n_), kp(round_up(k_, 4)) {
+      : kernel(which), k(k_), n(n_), kp(round_up(k_, which == Int8Kernel::amx ? 64 : 4)) {
     auto at = [&](std::size_t kk, std::size_t nn) -> std::int8_t {
       return kk < k && nn < n ? b[kk * n + nn] : std::int8_t{0};
     };
     switch (kernel) {
+      case Int8Kernel::amx:
       case Int8Kernel::avx512_vnni:
         np = round_up(n, 16);
         bytes.resize(np * kp);
@@ -301,6 +338,110 @@ __attribute__((target("avx2,fma"))) inline void avx2_store(__m256i acc, std::siz
   std::memcpy(static_cast<std::uint8_t*>(e.out) + row * e.ldo + col, bytes, valid);
 }
 
+// AMX: the products in tiles of 16 rows x 16 columns of int32, each tdpbusd a 16 x 64 block
+// of A times a 64 x 16 block of B (16 x 16 x 64 products). Tiles tmm0-3 hold up to 2 x 2
+// blocks of C, tmm4-5 the A blocks and tmm6-7 the B blocks of a k step. Rows past m (the
+// last block of rows) come from a zeroed copy, so nothing past A is read. The C blocks go
+// through a 16 x 16 scratch to the VNNI kernel's write-back (or to C).
+struct alignas(64) amx_config {
+  std::uint8_t palette = 1, start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+template <int MT, int NT>
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni"))) inline void amx_block(
+    const std::uint8_t* a0, const std::uint8_t* a1, std::size_t lda, const std::int8_t* b0,
+    const std::int8_t* b1, std::size_t kp, std::int32_t (*out)[16][16]) {
+  _tile_zero(0);
+  if constexpr (NT > 1) _tile_zero(1);
+  if constexpr (MT > 1) _tile_zero(2);
+  if constexpr (MT > 1 && NT > 1) _tile_zero(3);
+  for (std::size_t k = 0; k < kp; k += 64) {
+    _tile_loadd(4, a0 + k, static_cast<long>(lda));
+    if constexpr (MT > 1) _tile_loadd(5, a1 + k, static_cast<long>(lda));
+    _tile_loadd(6, b0 + k * 16, 64);
+    if constexpr (NT > 1) _tile_loadd(7, b1 + k * 16, 64);
+    _tile_dpbusd(0, 4, 6);
+    if constexpr (NT > 1) _tile_dpbusd(1, 4, 7);
+    if constexpr (MT > 1) _tile_dpbusd(2, 5, 6);
+    if constexpr (MT > 1 && NT > 1) _tile_dpbusd(3, 5, 7);
+  }
+  _tile_stored(0, out[0], 64);
+  if constexpr (NT > 1) _tile_stored(1, out[1], 64);
+  if constexpr (MT > 1) _tile_stored(2, out[2], 64);
+  if constexpr (MT > 1 && NT > 1) _tile_stored(3, out[3], 64);
+}
+
+/// Rows [r0, r0 + rows) of one 16 x 16 block of C, written back (or stored in C).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void amx_write(
+    const std::int32_t (&blk)[16][16], std::size_t r0, std::size_t rows, std::size_t col,
+    std::int32_t* c, std::size_t ldc, const Int8Epilogue* e) {
+  if (!e) {
+    for (std::size_t r = 0; r < rows; ++r)
+      _mm512_storeu_si512(static_cast<void*>(c + (r0 + r) * ldc + col), _mm512_loadu_si512(blk[r]));
+    return;
+  }
+  if (e->pool4) {  // rows % 4 == 0 and r0 % 4 == 0: whole windows
+    for (std::size_t r = 0; r < rows; r += 4)
+      vnni_store(
+          _mm512_max_epi32(
+              _mm512_max_epi32(_mm512_loadu_si512(blk[r]), _mm512_loadu_si512(blk[r + 1])),
+              _mm512_max_epi32(_mm512_loadu_si512(blk[r + 2]), _mm512_loadu_si512(blk[r + 3]))),
+          (r0 + r) / 4, col, *e);
+    return;
+  }
+  for (std::size_t r = 0; r < rows; ++r) vnni_store(_mm512_loadu_si512(blk[r]), r0 + r, col, *e);
+}
+
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni"))) inline void gemm_amx(
+    const std::uint8_t* a, std::size_t m, std::size_t lda, const PackedB& b, std::int32_t* c,
+    std::size_t ldc, const Int8Epilogue* e) {
+  amx_config cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  // The last block of rows, padded with zero rows (grows once per thread, then reused).
+  thread_local std::vector<std::uint8_t> tail;
+  const std::size_t full = m / 16 * 16;
+  if (full < m) {
+    tail.assign(16 * lda, 0);
+    std::memcpy(tail.data(), a + full * lda, (m - full) * lda);
+  }
+  auto rows_at = [&](std::size_t r) { return r < full ? a + r * lda : tail.data(); };
+  const std::size_t groups = b.np / 16, group = b.kp * 16;
+  alignas(64) std::int32_t out[4][16][16];
+  for (std::size_t g = 0; g < groups; g += 2) {
+    const bool two = g + 1 < groups;
+    const std::int8_t* b0 = b.bytes.data() + g * group;
+    const std::int8_t* b1 = two ? b0 + group : b0;
+    for (std::size_t r = 0; r < m; r += 32) {
+      const bool pair = r + 16 < m;
+      if (pair && two) {
+        amx_block<2, 2>(rows_at(r), rows_at(r + 16), lda, b0, b1, b.kp, out);
+      } else if (pair) {
+        amx_block<2, 1>(rows_at(r), rows_at(r + 16), lda, b0, b1, b.kp, out);
+      } else if (two) {
+        amx_block<1, 2>(rows_at(r), rows_at(r), lda, b0, b1, b.kp, out);
+      } else {
+        amx_block<1, 1>(rows_at(r), rows_at(r), lda, b0, b1, b.kp, out);
+      }
+      const std::size_t rows0 = std::min<std::size_t>(16, m - r);
+      amx_write(out[0], r, rows0, g * 16, c, ldc, e);
+      if (two) amx_write(out[1], r, rows0, (g + 1) * 16, c, ldc, e);
+      if (pair) {
+        const std::size_t rows1 = std::min<std::size_t>(16, m - r - 16);
+        amx_write(out[2], r + 16, rows1, g * 16, c, ldc, e);
+        if (two) amx_write(out[3], r + 16, rows1, (g + 1) * 16, c, ldc, e);
+      }
+    }
+  }
+  _tile_release();
+}
+
 // R rows x NB groups of 8 columns; int16 pairs through vpmaddwd (exact).
 template <std::size_t NB, std::size_t R>
 __attribute__((target("avx2,fma"))) inline void avx2_tile(const std::uint8_t* a, std::size_t lda,
@@ -425,6 +566,9 @@ inline void gemm_u8s8(const std::uint8_t* a, std::size_t m, std::size_t lda, con
                       std::int32_t* c, std::size_t ldc, const Int8Epilogue* e = nullptr) {
   switch (b.kernel) {
 #ifdef LOCUS_INT8_X86
+    case Int8Kernel::amx:
+      int8_detail::gemm_amx(a, m, lda, b, c, ldc, e);
+      return;
     case Int8Kernel::avx512_vnni:
       int8_detail::gemm_vnni(a, m, lda, b, c, ldc, e);
       return;
